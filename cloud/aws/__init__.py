@@ -1,0 +1,1 @@
+"""aws backends: the real services through boto3."""

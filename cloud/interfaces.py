@@ -1,0 +1,252 @@
+"""The capability interfaces every backend implements, and the values they exchange.
+
+A local and an aws class implement each interface; services depend only on these.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+# progress(percent 0-100, message) lets long work report to the row the UI reads.
+Progress = Callable[[float, str], None]
+
+
+def no_progress(percent: float, message: str) -> None:
+    """A Progress callback that discards reports."""
+
+
+class BackendError(Exception):
+    """A cloud backend failed; the message is fit to show an operator."""
+
+
+class BackendUnavailable(BackendError):
+    """A backend's service could not be reached; retrying later may succeed."""
+
+
+# --- lake -------------------------------------------------------------------
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+
+
+class Lake(ABC):
+    """An object store holding the raw, errors, curated, datasets and models zones."""
+
+    url: str
+
+    @abstractmethod
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Store data under key; the object is durable when this returns."""
+
+    @abstractmethod
+    def get_bytes(self, key: str) -> bytes:
+        """Return the object's bytes; raise KeyError when it does not exist."""
+
+    @abstractmethod
+    def list_objects(self, prefix: str) -> list[ObjectInfo]:
+        """Return the objects under prefix, sorted by key."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Delete an object; deleting a missing key is not an error."""
+
+    @abstractmethod
+    def arrow_filesystem(self) -> tuple[Any, str]:
+        """Return (pyarrow.fs.FileSystem, base path) such that base + '/' + key addresses a key."""
+
+    @abstractmethod
+    def local_paths(self, keys: list[str]) -> AbstractContextManager[list[Path]]:
+        """Context manager yielding local file paths holding the keys' contents (copies where needed)."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise BackendUnavailable when the lake cannot be reached."""
+
+    def exists(self, key: str) -> bool:
+        """Return whether key exists."""
+        try:
+            self.get_bytes(key)
+        except KeyError:
+            return False
+        return True
+
+
+# --- device identity ----------------------------------------------------------
+@dataclass(frozen=True)
+class DeviceCredentials:
+    certificate_id: str
+    certificate_pem: str
+    private_key_pem: str
+    ca_pem: str
+    fingerprint: str
+    not_after: datetime
+
+
+@dataclass(frozen=True)
+class BrokerEndpoint:
+    host: str
+    port: int
+
+
+class DeviceIdentity(ABC):
+    """Issues device certificates and says where devices connect (IoT Core or the project CA)."""
+
+    @abstractmethod
+    def register_thing(self, thing_name: str) -> DeviceCredentials:
+        """Create the thing's identity and return its new certificate and key."""
+
+    @abstractmethod
+    def broker_endpoint(self) -> BrokerEndpoint:
+        """Return the MQTT endpoint devices connect to."""
+
+
+# --- catalog (crawler) --------------------------------------------------------
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+
+
+@dataclass
+class TableSchema:
+    database: str
+    name: str
+    location: str
+    columns: list[Column]
+    partition_keys: list[Column]
+    partitions: list[dict[str, str]] = field(default_factory=list)
+    classification: str = "json"
+    objects_scanned: int = 0
+
+
+class Crawler(ABC):
+    """Infers the raw zone's table schema (a Glue crawler)."""
+
+    @abstractmethod
+    def crawl(self, lake: Lake, progress: Progress = no_progress) -> TableSchema:
+        """Return the schema found in the lake's raw zone."""
+
+
+# --- ETL ------------------------------------------------------------------------
+@dataclass
+class EtlResult:
+    objects_processed: int = 0
+    rows_read: int = 0
+    rows_written: int = 0
+    duplicates_dropped: int = 0
+    rows_rejected: int = 0
+    partitions_written: list[str] = field(default_factory=list)
+
+
+class EtlJob(ABC):
+    """Turns new raw JSON objects into curated Parquet (a Glue job with bookmarks)."""
+
+    @abstractmethod
+    def run(self, lake: Lake, progress: Progress = no_progress) -> EtlResult:
+        """Process the raw objects not yet processed and return what was done."""
+
+
+# --- query ------------------------------------------------------------------------
+@dataclass
+class QueryResult:
+    columns: list[str]
+    rows: list[tuple]
+    bytes_scanned: int = 0
+    elapsed_ms: float = 0.0
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Yield each row as a column -> value dict."""
+        for row in self.rows:
+            yield dict(zip(self.columns, row, strict=True))
+
+
+class QueryEngine(ABC):
+    """Runs read-only SQL over the lake (Athena).
+
+    Tables: `telemetry` (curated Parquet) and `telemetry_live` (curated plus the raw tail).
+    """
+
+    @abstractmethod
+    def execute(self, lake: Lake, sql: str, params: list[Any] | None = None) -> QueryResult:
+        """Run sql with positional ? params and return its rows."""
+
+
+# --- training ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainingSpec:
+    job_name: str
+    train_key: str
+    test_key: str
+    hyperparameters: dict[str, str]
+    output_prefix: str
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    artifact_key: str
+    metrics: dict[str, float]
+
+
+class Trainer(ABC):
+    """Trains DeepAR on the lake's channels and stores model.tar.gz (SageMaker training)."""
+
+    @abstractmethod
+    def train(self, lake: Lake, spec: TrainingSpec, progress: Progress = no_progress) -> TrainingResult:
+        """Train, evaluate on the test channel, store the artifact; return its key and metrics."""
+
+
+# --- hosting -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class VariantSpec:
+    name: str
+    model_name: str
+    artifact_key: str
+    weight: float
+
+
+@dataclass(frozen=True)
+class Invocation:
+    body: bytes
+    content_type: str
+    invoked_variant: str
+
+
+class InvocationError(BackendError):
+    """The endpoint answered with an error; status and message are SageMaker's."""
+
+    def __init__(self, status: int, message: str, error_type: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.error_type = error_type
+
+
+class Hosting(ABC):
+    """Serves models behind named endpoints with weighted production variants (SageMaker hosting)."""
+
+    @abstractmethod
+    def apply_endpoint(self, endpoint_name: str, variants: list[VariantSpec]) -> None:
+        """Create or update the endpoint so that it serves exactly these variants."""
+
+    @abstractmethod
+    def invoke(
+        self,
+        endpoint_name: str,
+        body: bytes,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+        target_variant: str | None = None,
+        custom_attributes: str | None = None,
+    ) -> Invocation:
+        """Invoke the endpoint; raise InvocationError for an error answer, BackendUnavailable when unreachable."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise BackendUnavailable when the serving side cannot be reached."""

@@ -1,0 +1,1 @@
+"""local backends: the pipeline on one machine with open-source parts."""
