@@ -1,14 +1,13 @@
 """Shared test set-up: an isolated state dir, a folder lake per test, and the service fixtures."""
 
 import os
-import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
-_STATE = Path(__file__).resolve().parent.parent / "var" / "test-state"
-shutil.rmtree(_STATE, ignore_errors=True)
-_STATE.mkdir(parents=True, exist_ok=True)
+# One state dir per pytest process, so that parallel runs never share a database or lake.
+_STATE = Path(tempfile.mkdtemp(prefix="iotcast-test-"))
 # Read by iotcast.settings at import: keep tests away from the demo's data.
 os.environ["IOTCAST_STATE_DIR"] = str(_STATE)
 os.environ.setdefault("IOTCAST_LAKE_URL", f"file://{_STATE / 'lake'}")
