@@ -8,7 +8,7 @@ install:
 	@bash scripts/bootstrap.sh
 
 demo: install
-	$(PY) manage.py demo
+	$(PY) -m dataplane.demo
 
 test: install
 	$(PY) -m ruff check .

@@ -90,3 +90,10 @@ def run_execute(run_id: int, work: RunWork, echo: Progress | None = None) -> Pip
         raise
     run_succeed(run_id, result)
     return PipelineRun.objects.get(pk=run_id)
+
+
+def run_requeue(run_id: int, reason: str) -> None:
+    """Put a failed run back in the queue for a retry, keeping the reason as its message."""
+    PipelineRun.objects.filter(pk=run_id, status=Status.FAILED).update(
+        status=Status.QUEUED, message=f"retrying: {reason}"[:500], error="", finished_at=None, started_at=None
+    )

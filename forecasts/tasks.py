@@ -1,25 +1,36 @@
 """Celery tasks: thin wrappers that take a run id and call one service."""
 
+import logging
+
 from celery import shared_task
 
 from cloud.interfaces import BackendUnavailable
-from forecasts.runs import run_execute
+from forecasts.models import PipelineRun
+from forecasts.runs import run_execute, run_requeue
 from forecasts.steps import step_work
 
+logger = logging.getLogger(__name__)
 
-@shared_task(
-    bind=True,
-    autoretry_for=(BackendUnavailable,),
-    retry_backoff=5,
-    retry_backoff_max=120,
-    max_retries=5,
-)
+
+@shared_task(bind=True, max_retries=5)
 def run_pipeline_step(self, run_id: int) -> str:
-    """Execute the queued PipelineRun run_id; return its final status."""
-    from forecasts.models import PipelineRun
+    """Execute the queued PipelineRun run_id and return its final status.
 
+    A redelivered task finds the run no longer queued and does nothing. Only a transient
+    BackendUnavailable is retried (with backoff); any other failure is recorded on the row and
+    returned as "failed", so that a chain of steps goes on (a later step reads the latest state).
+    """
     kind = PipelineRun.objects.values_list("kind", flat=True).get(pk=run_id)
-    return run_execute(run_id, step_work(kind)).status
+    try:
+        return run_execute(run_id, step_work(kind)).status
+    except BackendUnavailable as exc:
+        if self.request.retries >= self.max_retries:
+            return PipelineRun.Status.FAILED
+        run_requeue(run_id, str(exc))
+        raise self.retry(exc=exc, countdown=min(120, 5 * 2**self.request.retries)) from exc
+    except Exception:
+        logger.exception("%s run %s failed", kind, run_id)
+        return PipelineRun.Status.FAILED
 
 
 @shared_task(time_limit=60)

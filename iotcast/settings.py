@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "forecasts",
     "deployments",
     "dashboard",
+    "iotcast",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,54 @@
+"""The pipeline schedule: which steps the periodic cycle queues, and in what order."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import chain
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from forecasts.models import PipelineRun, TrainedModel
+from forecasts.runs import run_create
+
+Kind, Status = PipelineRun.Kind, PipelineRun.Status
+ACTIVE = [Status.QUEUED, Status.RUNNING]
+
+
+def step_in_progress(kind: str) -> bool:
+    """Return whether a run of this kind is queued or running (and not abandoned for an hour)."""
+    recent = timezone.now() - timedelta(hours=1)
+    return PipelineRun.objects.filter(kind=kind, status__in=ACTIVE, created_at__gte=recent).exists()
+
+
+def training_due() -> bool:
+    """Return True when no model exists yet or the newest is older than TRAIN_INTERVAL_S."""
+    newest = TrainedModel.objects.order_by("-created_at").first()
+    if newest is None:
+        return not step_in_progress(Kind.TRAIN)
+    age = timezone.now() - newest.created_at
+    return age.total_seconds() >= settings.TRAIN_INTERVAL_S and not step_in_progress(Kind.TRAIN)
+
+
+def due_steps() -> list[tuple[str, dict]]:
+    """Return the (kind, params) of the steps this cycle should run, in order."""
+    from forecasts.services.training import training_default_params
+
+    steps: list[tuple[str, dict]] = []
+    if not (step_in_progress(Kind.CRAWL) or step_in_progress(Kind.ETL)):
+        steps += [(Kind.CRAWL, {}), (Kind.ETL, {})]
+    if training_due():
+        steps += [(Kind.TRAIN, training_default_params()), (Kind.DEPLOY, {"model": "latest"})]
+    return steps
+
+
+def schedule_due_steps() -> list[int]:
+    """Create the due runs and queue them as one Celery chain; return their ids."""
+    from forecasts.tasks import run_pipeline_step
+
+    with transaction.atomic():
+        runs = [run_create(kind, params) for kind, params in due_steps()]
+    if runs:
+        chain(*(run_pipeline_step.si(run.pk) for run in runs)).apply_async()
+    return [run.pk for run in runs]
