@@ -1,16 +1,8 @@
 """Shared test set-up: an isolated state dir, a folder lake per test, and the service fixtures."""
 
-import os
-import tempfile
-from pathlib import Path
-
 import pytest
 
-# One state dir per pytest process, so that parallel runs never share a database or lake.
-_STATE = Path(tempfile.mkdtemp(prefix="iotcast-test-"))
-# Read by iotcast.settings at import: keep tests away from the demo's data.
-os.environ["IOTCAST_STATE_DIR"] = str(_STATE)
-os.environ.setdefault("IOTCAST_LAKE_URL", f"file://{_STATE / 'lake'}")
+# The per-process state dir is set by the tests.isolated_state plugin (loaded with -p, before Django).
 
 pytest_plugins = [
     "tests.fixtures.broker",
