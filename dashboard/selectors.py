@@ -1,0 +1,234 @@
+"""Reads behind the dashboard pages: models from the DB, readings from the lake.
+
+The lake selectors (forecasts.selectors) query DuckDB/Athena and can fail while the lake is empty
+or unreachable; the *_safe readers here turn that failure into (empty value, error message) so a
+page shows an inline error instead of a 500. They are imported lazily so this module always imports.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.db.models import Prefetch, QuerySet
+from django.utils import timezone
+
+from dashboard.units import NON_METRIC_FIELDS, metric_order, metrics_meta
+from deployments.models import Endpoint, ProductionVariant
+from devices.models import Device, DeviceCertificate
+from forecasts.models import PipelineRun
+
+logger = logging.getLogger(__name__)
+ONLINE_WINDOW = timedelta(minutes=5)
+READINGS_LIMIT = 5000
+
+
+def iso(value: datetime | str | None) -> str | None:
+    """Return an ISO 8601 UTC string for a datetime or ISO string (naive is UTC); None for anything else."""
+    if isinstance(value, str) and value:
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    if timezone.is_naive(value):
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def json_safe(value: Any) -> Any:
+    """Return value with NaN/inf replaced by None and datetimes by ISO strings (JSON has neither)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def _failure(what: str, exc: Exception) -> str:
+    logger.warning("dashboard: %s failed: %s", what, exc, exc_info=True)
+    return f"Could not read {what}: {exc}"
+
+
+def devices_activity_safe() -> tuple[dict[str, dict], str | None]:
+    """Return (device name -> activity dict, None), or ({}, error message) when the lake cannot answer."""
+    try:
+        from forecasts.selectors import devices_activity
+
+        return devices_activity(), None
+    except Exception as exc:
+        return {}, _failure("device activity from the lake", exc)
+
+
+def is_online(activity: dict | None, now: datetime | None = None) -> bool:
+    """Return whether a device's last reading is within ONLINE_WINDOW of now."""
+    last_seen = (activity or {}).get("last_seen")
+    if last_seen is None:
+        return False
+    if timezone.is_naive(last_seen):
+        last_seen = last_seen.replace(tzinfo=UTC)
+    return (now or timezone.now()) - last_seen <= ONLINE_WINDOW
+
+
+def device_rows() -> tuple[list[dict[str, Any]], str | None]:
+    """Return ([{"device", "activity", "online", "certificate"}], error) for every device, by name."""
+    activity, error = devices_activity_safe()
+    active_certs = DeviceCertificate.objects.filter(status=DeviceCertificate.Status.ACTIVE)
+    devices = Device.objects.prefetch_related(Prefetch("certificates", queryset=active_certs, to_attr="active_certs"))
+    now = timezone.now()
+    rows = []
+    for device in devices:
+        seen = activity.get(device.name)
+        certificate = device.active_certs[0] if device.active_certs else None
+        rows.append({"device": device, "activity": seen, "online": is_online(seen, now), "certificate": certificate})
+    return rows, error
+
+
+def latest_readings_safe(names: list[str], count: int = 8) -> tuple[list[dict[str, Any]], str | None]:
+    """Return ([{"device", "reading"}], error): the newest reading of up to count of the named devices."""
+    latest = []
+    try:
+        from forecasts.selectors import readings_recent
+
+        for name in names[:count]:
+            rows = readings_recent(name, limit=1)
+            if rows:
+                latest.append({"device": name, "reading": rows[-1]})
+    except Exception as exc:
+        return latest, _failure("the newest readings", exc)
+    latest.sort(key=lambda item: iso(item["reading"].get("timestamp")) or "", reverse=True)
+    return latest, None
+
+
+def pipeline_latest_by_kind() -> list[tuple[str, PipelineRun | None]]:
+    """Return [(kind, newest run of that kind or None)] for crawl, etl, train, deploy in that order."""
+    return [(kind, PipelineRun.objects.filter(kind=kind).first()) for kind in PipelineRun.Kind.values]
+
+
+def endpoints_with_variants() -> QuerySet[Endpoint]:
+    """Return all endpoints with their variants and the variants' models prefetched."""
+    variants = ProductionVariant.objects.select_related("model")
+    return Endpoint.objects.prefetch_related(Prefetch("variants", queryset=variants))
+
+
+def pipeline_runs(limit: int = 30) -> list[PipelineRun]:
+    """Return the newest runs, newest first."""
+    return list(PipelineRun.objects.all()[:limit])
+
+
+def run_as_dict(run: PipelineRun) -> dict[str, Any]:
+    """Return the JSON the pipeline page draws a run's row from."""
+    return {
+        "id": run.pk,
+        "kind": run.kind,
+        "status": run.status,
+        "progress": round(run.progress, 1),
+        "message": run.message,
+        "error": run.error,
+        "result": json_safe(run.result),
+        "created_at": iso(run.created_at),
+        "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at),
+        "duration_s": None if run.duration_s is None else round(run.duration_s, 1),
+        "is_finished": run.is_finished,
+    }
+
+
+def reading_metrics(rows: list[dict[str, Any]]) -> list[str]:
+    """Return the numeric measurement fields present in rows, in display order."""
+    found = set()
+    for row in rows:
+        for key, value in row.items():
+            if key not in NON_METRIC_FIELDS and isinstance(value, int | float) and not isinstance(value, bool):
+                found.add(key)
+    return metric_order(sorted(found))
+
+
+def _bucket_freq(minutes: int, max_points: int = 1500) -> str:
+    """Return the smallest of 1/5/10/15/30/60 min that keeps the window under max_points buckets."""
+    for step in (1, 5, 10, 15, 30):
+        if minutes / step <= max_points:
+            return f"{step}min"
+    return "h"
+
+
+def _resampled_values(device_name: str, minutes: int, order: list[str]) -> tuple[list[str], dict[str, list]]:
+    """Return (bucket timestamps, {metric: mean per bucket}) for the window, via the lake's resampling query."""
+    from forecasts.selectors import series_resampled
+
+    start, freq = timezone.now() - timedelta(minutes=minutes), _bucket_freq(minutes)
+    per_metric = {}
+    for name in order:
+        frame = series_resampled(name, [device_name], freq, start=start)
+        pairs = zip(frame["ts"], frame["value"], strict=True)
+        per_metric[name] = {iso(ts.to_pydatetime()): value for ts, value in pairs}
+    stamps = sorted({stamp for values in per_metric.values() for stamp in values})
+    return stamps, {name: [per_metric[name].get(stamp) for stamp in stamps] for name in order}
+
+
+def device_readings_series(device_name: str, minutes: int, limit: int | None = None) -> dict[str, Any]:
+    """Return the device's readings of the last `minutes` as chart series (JSON-safe).
+
+    {"device", "minutes", "count", "resampled" (bucket size or None), "metrics": {name: {"label", "unit"}},
+     "order": [...], "timestamps": [iso...], "values": {metric: [...]}, "latest": {"timestamp", "values"} | None}.
+    A window holding more than `limit` (default READINGS_LIMIT) readings comes back as per-bucket
+    means, so 7 days still fit one chart.
+    Raises whatever the lake selectors raise.
+    """
+    from forecasts.selectors import readings_recent
+
+    limit = limit or READINGS_LIMIT
+    rows = readings_recent(device_name, start=timezone.now() - timedelta(minutes=minutes), limit=limit)
+    order = reading_metrics(rows)
+    latest = None
+    if rows:
+        last = rows[-1]
+        latest = {"timestamp": iso(last.get("timestamp")), "values": {name: last.get(name) for name in order}}
+    stamps = [iso(row.get("timestamp")) for row in rows]
+    values = {name: [row.get(name) for row in rows] for name in order}
+    resampled = _bucket_freq(minutes) if len(rows) >= limit else None
+    if resampled:
+        stamps, values = _resampled_values(device_name, minutes, order)
+    series = {
+        "device": device_name,
+        "minutes": minutes,
+        "count": len(rows),
+        "resampled": resampled,
+        "metrics": metrics_meta(order),
+        "order": order,
+        "timestamps": stamps,
+        "values": values,
+        "latest": latest,
+    }
+    return json_safe(series)
+
+
+def forecast_metrics_safe() -> tuple[list[str], str | None]:
+    """Return (the forecastable metrics, error); falls back to the standard five when the lake fails."""
+    from dashboard.units import DEFAULT_METRICS
+
+    try:
+        from forecasts.selectors import telemetry_metrics
+
+        metrics = telemetry_metrics()
+    except Exception as exc:
+        return DEFAULT_METRICS, _failure("the metric list", exc)
+    return metric_order(list(metrics)) or DEFAULT_METRICS, None
+
+
+def deployed_model_count() -> int:
+    """Return how many production variants exist (0 means nothing can answer a forecast yet)."""
+    return ProductionVariant.objects.count()
+
+
+def deployed_metric() -> str | None:
+    """Return the metric the most recently deployed model forecasts, None when nothing is deployed."""
+    variant = ProductionVariant.objects.select_related("model").order_by("-model__created_at").first()
+    return variant.model.metric if variant else None

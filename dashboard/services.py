@@ -1,0 +1,56 @@
+"""Actions the dashboard starts: queueing pipeline steps on behalf of a signed-in user."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+
+from forecasts.models import PipelineRun
+
+logger = logging.getLogger(__name__)
+# Training and deploying change what answers forecasts, so only staff may start them.
+STAFF_ONLY_KINDS = frozenset({PipelineRun.Kind.TRAIN, PipelineRun.Kind.DEPLOY})
+
+
+def pipeline_step_allowed(kind: str, user: AbstractBaseUser | AnonymousUser) -> bool:
+    """Return whether user may start a step of this kind (any signed-in user: crawl/ETL; staff: all)."""
+    if not user.is_authenticated or kind not in PipelineRun.Kind.values:
+        return False
+    return kind not in STAFF_ONLY_KINDS or user.is_staff
+
+
+def _queue(run_id: int) -> None:
+    from forecasts.runs import run_fail
+    from forecasts.tasks import run_pipeline_step
+
+    try:
+        run_pipeline_step.delay(run_id)
+    except Exception as exc:
+        # Without this the run would sit "queued" forever with nothing to tell the operator why.
+        logger.exception("could not queue pipeline run %s", run_id)
+        run_fail(run_id, f"Could not queue the task (is Redis running?): {exc}")
+
+
+def pipeline_step_start(
+    kind: str, params: dict[str, Any] | None, user: AbstractBaseUser | AnonymousUser
+) -> PipelineRun:
+    """Create a queued PipelineRun and send its Celery task once the row is committed; return the run.
+
+    Raises PermissionDenied when the user may not start this kind, ValueError for an unknown kind.
+    """
+    from forecasts.runs import run_create
+
+    if kind not in PipelineRun.Kind.values:
+        raise ValueError(f"unknown pipeline step {kind!r}; known: {', '.join(PipelineRun.Kind.values)}")
+    if not pipeline_step_allowed(kind, user):
+        raise PermissionDenied(f"Only staff may start {kind} runs.")
+    with transaction.atomic():
+        run = run_create(kind, params or {})
+        # The worker must find the row, so the task is sent only after the commit.
+        transaction.on_commit(lambda: _queue(run.pk))
+    logger.info("user %s queued %s run %s", user, kind, run.pk)
+    return run

@@ -1,0 +1,212 @@
+"""Dashboard pages and the small JSON views their scripts poll. Reads live in dashboard.selectors."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+from functools import cache, wraps
+from pathlib import Path
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from dashboard import selectors
+from dashboard.services import pipeline_step_allowed, pipeline_step_start
+from dashboard.units import metric_label, metrics_meta
+from devices.models import Device
+from forecasts.models import CatalogTable, PipelineRun
+
+logger = logging.getLogger(__name__)
+WINDOWS = {60: "1 h", 360: "6 h", 1440: "24 h", 10080: "7 d"}
+NO_MODEL_HINT = (
+    "No model deployed yet: the pipeline trains one within a few minutes, "
+    "or run python manage.py train && python manage.py deploy"
+)
+
+
+def login_required_json(view):
+    """Like login_required, but answer 401 JSON (a polling script cannot follow a login redirect)."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return JsonResponse({"error": "Your session has ended: sign in again."}, status=401)
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+@login_required
+@require_GET
+def overview(request: HttpRequest) -> HttpResponse:
+    """The landing page: counts, newest readings, pipeline and endpoint status."""
+    rows, activity_error = selectors.device_rows()
+    seen = sorted((row for row in rows if row["activity"]), key=lambda row: row["activity"]["last_seen"], reverse=True)
+    latest, readings_error = selectors.latest_readings_safe([row["device"].name for row in seen])
+    context = {
+        "device_count": len(rows),
+        "online_count": sum(row["online"] for row in rows),
+        "latest": latest,
+        "latest_metrics": metrics_meta(selectors.reading_metrics([item["reading"] for item in latest])),
+        "lake_error": activity_error or readings_error,
+        "pipeline": selectors.pipeline_latest_by_kind(),
+        "endpoints": selectors.endpoints_with_variants(),
+    }
+    return render(request, "dashboard/overview.html", context)
+
+
+@login_required
+@require_GET
+def devices(request: HttpRequest) -> HttpResponse:
+    """Every device with its status, last reading and readings in the last hour."""
+    rows, error = selectors.device_rows()
+    context = {"rows": rows, "lake_error": error, "any_readings": any(row["activity"] for row in rows)}
+    return render(request, "dashboard/devices.html", context)
+
+
+@login_required
+@require_GET
+def device(request: HttpRequest, pk: int) -> HttpResponse:
+    """One device: live charts of every metric, latest values and its certificates."""
+    obj = get_object_or_404(Device, pk=pk)
+    activity, error = selectors.devices_activity_safe()
+    context = {
+        "device": obj,
+        "activity": activity.get(obj.name),
+        "online": selectors.is_online(activity.get(obj.name)),
+        "certificates": obj.certificates.all(),
+        "windows": WINDOWS,
+        "lake_error": error,
+    }
+    return render(request, "dashboard/device.html", context)
+
+
+def _window_minutes(request: HttpRequest) -> int:
+    """Return ?minutes= as an int in 1..10080; raise ValueError with a readable message otherwise."""
+    raw = request.GET.get("minutes", "60")
+    if not raw.isdigit() or not 1 <= int(raw) <= max(WINDOWS):
+        raise ValueError(f"minutes must be a whole number from 1 to {max(WINDOWS)}, got {raw!r}")
+    return int(raw)
+
+
+@login_required_json
+@require_GET
+def device_readings(request: HttpRequest, pk: int) -> JsonResponse:
+    """JSON chart series of a device's readings in the last ?minutes= (default 60)."""
+    obj = get_object_or_404(Device, pk=pk)
+    try:
+        minutes = _window_minutes(request)
+    except ValueError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    try:
+        return JsonResponse(selectors.device_readings_series(obj.name, minutes))
+    except Exception as exc:
+        logger.warning("readings of %s failed: %s", obj.name, exc, exc_info=True)
+        return JsonResponse({"error": f"Could not read the readings from the lake: {exc}"}, status=503)
+
+
+@login_required
+@require_GET
+def pipeline(request: HttpRequest) -> HttpResponse:
+    """Recent pipeline runs, buttons to start steps, and the catalog the crawler found."""
+    kinds = [(kind, pipeline_step_allowed(kind, request.user)) for kind in PipelineRun.Kind.values]
+    runs = selectors.pipeline_runs()
+    context = {
+        "runs": runs,
+        "active": any(not run.is_finished for run in runs),
+        "kinds": kinds,
+        "tables": CatalogTable.objects.order_by("database", "name"),
+    }
+    return render(request, "dashboard/pipeline.html", context)
+
+
+@login_required_json
+@require_GET
+def pipeline_runs(request: HttpRequest) -> JsonResponse:
+    """JSON of the newest runs, for the pipeline page to refresh itself while something runs."""
+    runs = [selectors.run_as_dict(run) for run in selectors.pipeline_runs()]
+    return JsonResponse({"runs": runs, "active": any(not run["is_finished"] for run in runs)})
+
+
+@login_required
+@require_POST
+def pipeline_start(request: HttpRequest, kind: str) -> HttpResponse:
+    """Queue a crawl/etl/train/deploy run (train and deploy: staff only) and go back to the pipeline page."""
+    if kind not in PipelineRun.Kind.values:
+        raise Http404(f"unknown pipeline step {kind!r}")
+    run = pipeline_step_start(kind, {}, request.user)  # PermissionDenied becomes a 403
+    messages.success(request, f"Queued {kind} run #{run.pk}: a worker picks it up shortly.")
+    return redirect("dashboard:pipeline")
+
+
+@login_required
+@require_GET
+def forecasts(request: HttpRequest) -> HttpResponse:
+    """Pick a device and metric; the page's script fetches and draws the forecast."""
+    metrics, error = selectors.forecast_metrics_safe()
+    device_names = list(Device.objects.values_list("name", flat=True))
+    chosen_device = request.GET.get("device") or (device_names[0] if device_names else "")
+    # Default to what the endpoint serves: other metrics have no model to answer them.
+    chosen_metric = request.GET.get("metric") or selectors.deployed_metric() or metrics[0]
+    context = {
+        "device_names": device_names,
+        "metrics": [(name, metric_label(name)) for name in metrics],
+        "chosen_device": chosen_device,
+        "chosen_metric": chosen_metric,
+        "metrics_meta": metrics_meta(metrics),
+        "lake_error": error,
+    }
+    return render(request, "dashboard/forecasts.html", context)
+
+
+@login_required_json
+@require_GET
+def forecast_data(request: HttpRequest) -> JsonResponse:
+    """JSON history and forecast for ?device=&metric=, or {"error", "hint"} when none can be made."""
+    device_name = request.GET.get("device", "")
+    metric = request.GET.get("metric") or None
+    if not Device.objects.filter(name=device_name).exists():
+        return JsonResponse({"error": f"Unknown device {device_name!r}."}, status=404)
+    try:
+        from forecasts.services.forecasting import forecast_for_device
+
+        data = forecast_for_device(device_name, metric=metric)
+    except Exception as exc:
+        logger.info("forecast for %s/%s failed: %s", device_name, metric, exc)
+        hint = NO_MODEL_HINT if selectors.deployed_model_count() == 0 else ""
+        return JsonResponse({"error": str(exc) or type(exc).__name__, "hint": hint}, status=503)
+    return JsonResponse(selectors.json_safe(data))
+
+
+@cache
+def _plotly_bytes() -> tuple[bytes, bytes, str]:
+    """Return (plotly.min.js, its gzip, plotly's version), read once from the plotly package."""
+    import plotly
+
+    raw = (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_bytes()
+    return raw, gzip.compress(raw, compresslevel=6), plotly.__version__
+
+
+def plotly_version() -> str:
+    """Return the installed plotly version (it versions the script's URL, so caching forever is safe)."""
+    import plotly
+
+    return plotly.__version__
+
+
+@require_GET
+def plotly_js(request: HttpRequest, version: str) -> HttpResponse:
+    """Serve the plotly.js bundled in the plotly package, so the dashboard needs no CDN."""
+    raw, zipped, current = _plotly_bytes()
+    if version != current:
+        raise Http404("no such plotly version")
+    use_gzip = "gzip" in request.headers.get("Accept-Encoding", "")
+    response = HttpResponse(zipped if use_gzip else raw, content_type="text/javascript; charset=utf-8")
+    if use_gzip:
+        response["Content-Encoding"] = "gzip"
+    response["Vary"] = "Accept-Encoding"
+    response["Cache-Control"] = "public, max-age=31536000, immutable"
+    return response

@@ -1,0 +1,55 @@
+"""Input and output serializers of the devices API."""
+
+from rest_framework import serializers
+
+from devices.models import THING_NAME_VALIDATOR, Device, DeviceCertificate
+
+
+class DeviceCreateInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=128, validators=[THING_NAME_VALIDATOR])
+    latitude = serializers.FloatField(required=False, allow_null=True, min_value=-90, max_value=90)
+    longitude = serializers.FloatField(required=False, allow_null=True, min_value=-180, max_value=180)
+    attributes = serializers.DictField(required=False, default=dict)
+
+
+class CertificateOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DeviceCertificate
+        fields = ["certificate_id", "fingerprint", "not_after", "status", "created_at"]
+
+
+class DeviceOutputSerializer(serializers.ModelSerializer):
+    telemetry_topic = serializers.CharField(read_only=True)
+    certificates = CertificateOutputSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Device
+        fields = [
+            "id",
+            "name",
+            "status",
+            "latitude",
+            "longitude",
+            "attributes",
+            "created_at",
+            "telemetry_topic",
+            "certificates",
+        ]
+
+
+class DeviceKitOutputSerializer(serializers.Serializer):
+    certificate_pem = serializers.CharField()
+    private_key_pem = serializers.CharField(help_text="Returned only once, at registration: keep it.")
+    ca_pem = serializers.CharField()
+    host = serializers.CharField()
+    port = serializers.IntegerField()
+    topic = serializers.CharField()
+    client_id = serializers.CharField()
+    command = serializers.CharField(help_text="Starts the agent once the kit files are saved in that folder.")
+
+
+class DeviceCreateOutputSerializer(DeviceOutputSerializer):
+    kit = DeviceKitOutputSerializer(read_only=True)
+
+    class Meta(DeviceOutputSerializer.Meta):
+        fields = [*DeviceOutputSerializer.Meta.fields, "kit"]

@@ -1,0 +1,372 @@
+"""The operator's dashboard: pages, the JSON views their scripts poll, and starting pipeline steps."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+from django.utils import timezone
+
+from dashboard.templatetags.dashboard_tags import duration, measure, summary, when
+from devices.models import Device, DeviceCertificate
+from forecasts.models import CatalogTable, PipelineRun
+
+pytestmark = pytest.mark.django_db
+PAGES = ["overview", "devices", "pipeline", "forecasts"]
+NO_READINGS = "No readings yet"
+
+
+@pytest.fixture
+def user():
+    return get_user_model().objects.create_user("operator", password="pw-operator")
+
+
+@pytest.fixture
+def staff():
+    return get_user_model().objects.create_user("lead", password="pw-lead", is_staff=True)
+
+
+@pytest.fixture
+def signed_in(client, user):
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def device():
+    device = Device.objects.create(name="aq-test-01", latitude=56.2, longitude=10.25)
+    DeviceCertificate.objects.create(
+        device=device,
+        certificate_id="cert-0001",
+        fingerprint="AB:CD:EF:01:23:45",
+        certificate_pem="-----BEGIN CERTIFICATE-----\n...",
+        not_after=timezone.now() + timedelta(days=365),
+    )
+    return device
+
+
+def write_raw(lake, device_name: str, times: list[datetime], ozone_start: float = 40.0) -> None:
+    """Write one Firehose-style raw object holding one reading per time (all in the first time's hour)."""
+    first = times[0].astimezone(UTC)
+    key = (
+        f"raw/year={first:%Y}/month={first:%m}/day={first:%d}/hour={first:%H}/"
+        f"iotcast-telemetry-1-{first:%Y-%m-%d-%H-%M-%S}-{uuid.uuid4()}"
+    )
+    lines = []
+    for index, moment in enumerate(times):
+        stamp = moment.astimezone(UTC)
+        lines.append(
+            json.dumps(
+                {
+                    "message_id": str(uuid.uuid4()),
+                    "timestamp": stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z",
+                    "ozone": ozone_start + index,
+                    "particulate_matter": 12.0,
+                    "carbon_monoxide": 0.4,
+                    "sulfur_dioxide": 3.0,
+                    "nitrogen_dioxide": 20.0,
+                    "latitude": 56.2,
+                    "longitude": 10.25,
+                    "device_id": device_name,
+                    "received_at": int(stamp.timestamp() * 1000) + 50,
+                }
+            )
+        )
+    lake.put_bytes(key, ("\n".join(lines) + "\n").encode())
+
+
+# --- access ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_pages_redirect_anonymous_users_to_login(client, name):
+    response = client.get(reverse(f"dashboard:{name}"))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login") + "?next=")
+
+
+def test_device_page_and_json_views_need_login(client, device):
+    page = client.get(reverse("dashboard:device", args=[device.pk]))
+    assert page.status_code == 302 and page["Location"].startswith(reverse("login"))
+    for url in [
+        reverse("dashboard:device_readings", args=[device.pk]),
+        reverse("dashboard:pipeline_runs"),
+        reverse("dashboard:forecast_data") + "?device=aq-test-01",
+    ]:
+        response = client.get(url)
+        assert response.status_code == 401, url
+        assert "sign in" in response.json()["error"]
+
+
+def test_login_page_renders_and_signs_in(client, user):
+    page = client.get(reverse("login"))
+    assert page.status_code == 200
+    assert b"Sign in" in page.content
+    response = client.post(reverse("login"), {"username": "operator", "password": "pw-operator"})
+    assert response.status_code == 302 and response["Location"] == reverse("dashboard:overview")
+    assert client.get(reverse("dashboard:overview")).status_code == 200
+
+
+# --- pages on an empty system --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("overview", ["No devices registered yet", "No endpoint yet", "never run"]),
+        ("devices", ["No devices registered yet", "provision_device"]),
+        ("pipeline", ["No runs yet", "The catalog is empty"]),
+        ("forecasts", ["No devices registered yet"]),
+    ],
+)
+def test_pages_show_empty_states(signed_in, lake, name, expected):
+    response = signed_in.get(reverse(f"dashboard:{name}"))
+    assert response.status_code == 200
+    text = response.content.decode()
+    for snippet in expected:
+        assert snippet in text
+    assert "The lake did not answer" not in text
+    assert 'aria-current="page"' in text and "Log out" in text
+
+
+def test_admin_link_only_for_staff(client, user, staff, lake):
+    client.force_login(user)
+    assert reverse("admin:index") not in client.get(reverse("dashboard:overview")).content.decode()
+    client.force_login(staff)
+    assert reverse("admin:index") in client.get(reverse("dashboard:overview")).content.decode()
+
+
+def test_devices_without_readings_say_how_to_start_an_agent(signed_in, lake, device):
+    text = signed_in.get(reverse("dashboard:devices")).content.decode()
+    assert "aq-test-01" in text and "offline" in text
+    assert NO_READINGS in text and "python -m device_agent --kit var/kits/" in text
+
+
+def test_device_page_shows_device_and_certificate(signed_in, lake, device):
+    response = signed_in.get(reverse("dashboard:device", args=[device.pk]))
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert "aq-test-01" in text
+    assert "dt/iotcast/aq-test-01/telemetry" in text
+    assert "AB:CD:EF:01:23:45" in text
+    assert reverse("dashboard:device_readings", args=[device.pk]) in text
+    for label in ["1 h", "6 h", "24 h", "7 d"]:
+        assert f">{label}</button>" in text
+
+
+def test_unknown_device_is_404(signed_in, lake):
+    assert signed_in.get(reverse("dashboard:device", args=[999])).status_code == 404
+    assert signed_in.get(reverse("dashboard:device_readings", args=[999])).status_code == 404
+
+
+# --- readings --------------------------------------------------------------------
+
+
+def test_readings_json_is_empty_before_any_reading(signed_in, lake, device):
+    response = signed_in.get(reverse("dashboard:device_readings", args=[device.pk]))
+    assert response.status_code == 200
+    data = response.json()
+    assert data["count"] == 0 and data["latest"] is None and data["timestamps"] == []
+
+
+def test_readings_json_returns_the_window_newest_last(signed_in, lake, device):
+    now = timezone.now().replace(microsecond=0)
+    write_raw(lake, "aq-test-01", [now - timedelta(minutes=3), now - timedelta(minutes=2), now - timedelta(minutes=1)])
+    write_raw(lake, "aq-test-01", [now - timedelta(hours=3)], ozone_start=99.0)  # outside a 1 h window
+    write_raw(lake, "aq-other-02", [now - timedelta(minutes=1)], ozone_start=7.0)  # another device
+
+    data = signed_in.get(reverse("dashboard:device_readings", args=[device.pk]) + "?minutes=60").json()
+
+    assert data["count"] == 3
+    assert data["values"]["ozone"] == [40.0, 41.0, 42.0]
+    assert data["order"][:5] == [
+        "ozone",
+        "particulate_matter",
+        "carbon_monoxide",
+        "sulfur_dioxide",
+        "nitrogen_dioxide",
+    ]
+    assert "latitude" not in data["order"]
+    assert data["metrics"]["carbon_monoxide"]["unit"] == "mg/m³"
+    assert data["metrics"]["ozone"]["unit"] == "µg/m³"
+    assert data["timestamps"] == sorted(data["timestamps"])
+    assert data["timestamps"][-1].endswith("Z")
+    assert data["latest"]["values"]["ozone"] == 42.0
+
+    wide = signed_in.get(reverse("dashboard:device_readings", args=[device.pk]) + "?minutes=360").json()
+    assert wide["count"] == 4 and wide["values"]["ozone"][0] == 99.0
+
+
+def test_readings_json_resamples_a_window_with_more_readings_than_the_limit(signed_in, lake, device, monkeypatch):
+    # A small limit stands in for a week of readings: the view must switch to per-bucket means.
+    monkeypatch.setattr("dashboard.selectors.READINGS_LIMIT", 4)
+    start = (timezone.now() - timedelta(minutes=30)).replace(second=0, microsecond=0)
+    write_raw(lake, "aq-test-01", [start + timedelta(seconds=10 * i) for i in range(6)])  # one minute: ozone 40..45
+
+    data = signed_in.get(reverse("dashboard:device_readings", args=[device.pk]) + "?minutes=60").json()
+
+    assert data["resampled"] == "1min"
+    assert data["values"]["ozone"] == [42.5]
+    assert data["latest"]["values"]["ozone"] == 45.0
+
+
+def test_overview_and_devices_show_readings_with_units(signed_in, lake, device):
+    now = timezone.now()
+    write_raw(lake, "aq-test-01", [now - timedelta(seconds=30)], ozone_start=41.5)
+    overview = signed_in.get(reverse("dashboard:overview")).content.decode()
+    assert "41.5 µg/m³" in overview and "0.4 mg/m³" in overview
+    devices = signed_in.get(reverse("dashboard:devices")).content.decode()
+    assert "badge-online" in devices and NO_READINGS not in devices
+
+
+@pytest.mark.parametrize("minutes", ["0", "abc", "20000", "-5"])
+def test_readings_json_rejects_a_bad_window(signed_in, lake, device, minutes):
+    response = signed_in.get(reverse("dashboard:device_readings", args=[device.pk]) + f"?minutes={minutes}")
+    assert response.status_code == 400
+    assert "minutes" in response.json()["error"]
+
+
+def test_a_failing_query_backend_degrades_instead_of_500(signed_in, lake, device, settings):
+    backends = dict(settings.CLOUD_BACKENDS)
+    backends["query"] = {"BACKEND": "cloud.local.query.NoSuchEngine", "OPTIONS": {}}
+    settings.CLOUD_BACKENDS = backends
+
+    readings = signed_in.get(reverse("dashboard:device_readings", args=[device.pk]))
+    assert readings.status_code == 503
+    assert readings.json()["error"].startswith("Could not read the readings")
+    for url in [reverse("dashboard:overview"), reverse("dashboard:devices"), reverse("dashboard:device", args=[1])]:
+        page = signed_in.get(url)
+        assert page.status_code == 200, url
+        assert "The lake did not answer" in page.content.decode()
+
+
+# --- plotly served locally ---------------------------------------------------------
+
+
+def test_plotly_js_is_served_by_the_project(signed_in, lake, device):
+    page = signed_in.get(reverse("dashboard:device", args=[device.pk])).content.decode()
+    sources = re.findall(r'<script src="([^"]+)"', page)
+    assert sources and all(src.startswith("/") for src in sources), sources  # nothing from a CDN
+    plotly_src = next(src for src in sources if "plotly" in src)
+
+    plain = signed_in.get(plotly_src)
+    assert plain.status_code == 200
+    body = plain.content
+    assert body.startswith(b"/**") and b"plotly.js v" in body[:200]
+    assert "max-age=31536000" in plain["Cache-Control"]
+    zipped = signed_in.get(plotly_src, HTTP_ACCEPT_ENCODING="gzip, br")
+    assert zipped["Content-Encoding"] == "gzip"
+    assert gzip.decompress(zipped.content) == body
+    assert signed_in.get(plotly_src.replace("plotly-", "plotly-0.0.0-")).status_code == 404
+
+
+# --- pipeline ---------------------------------------------------------------------
+
+
+def test_starting_etl_queues_a_run_and_sends_the_task_after_commit(signed_in, lake, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = signed_in.post(reverse("dashboard:pipeline_start", args=["etl"]))
+    assert response.status_code == 302 and response["Location"] == reverse("dashboard:pipeline")
+    run = PipelineRun.objects.get()
+    assert (run.kind, run.status) == ("etl", "queued")
+    assert len(callbacks) == 1
+    page = signed_in.get(reverse("dashboard:pipeline")).content.decode()
+    assert f"Queued etl run #{run.pk}" in page
+    assert 'data-active="true"' in page
+
+
+def test_non_staff_cannot_start_training_or_deploy(signed_in, lake, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        for kind in ["train", "deploy"]:
+            assert signed_in.post(reverse("dashboard:pipeline_start", args=[kind])).status_code == 403
+    assert not PipelineRun.objects.exists() and not callbacks
+    page = signed_in.get(reverse("dashboard:pipeline")).content.decode()
+    assert 'title="Only staff may start train runs"' in page
+
+
+def test_staff_can_start_training(client, staff, lake, django_capture_on_commit_callbacks):
+    client.force_login(staff)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert client.post(reverse("dashboard:pipeline_start", args=["train"])).status_code == 302
+    assert PipelineRun.objects.get().kind == "train" and len(callbacks) == 1
+
+
+def test_pipeline_start_rejects_get_and_unknown_steps(signed_in, lake):
+    assert signed_in.get(reverse("dashboard:pipeline_start", args=["etl"])).status_code == 405
+    assert signed_in.post(reverse("dashboard:pipeline_start", args=["bake"])).status_code == 404
+    assert not PipelineRun.objects.exists()
+
+
+def test_pipeline_page_and_json_show_runs_and_catalog(signed_in, lake):
+    started = timezone.now() - timedelta(seconds=90)
+    PipelineRun.objects.create(
+        kind="crawl", status="running", progress=40.0, message="scanning raw/", started_at=started
+    )
+    PipelineRun.objects.create(
+        kind="etl",
+        status="failed",
+        message="ValueError: bad row",
+        error="ValueError: bad row\n\nTraceback ...",
+        started_at=started,
+        finished_at=started + timedelta(seconds=2),
+    )
+    CatalogTable.objects.create(
+        name="raw", location="raw/", columns=[{"name": "ozone", "type": "double"}], objects_scanned=3
+    )
+
+    page = signed_in.get(reverse("dashboard:pipeline")).content.decode()
+    assert "scanning raw/" in page and "Traceback" in page and "2.0 s" in page
+    assert "iotcast.raw" in page and "ozone" in page and "µg/m³" in page
+
+    data = signed_in.get(reverse("dashboard:pipeline_runs")).json()
+    assert data["active"] is True
+    crawl = next(run for run in data["runs"] if run["kind"] == "crawl")
+    assert crawl["progress"] == 40.0 and crawl["status"] == "running" and crawl["duration_s"] >= 90
+
+
+# --- forecasts -----------------------------------------------------------------------
+
+
+def test_forecasts_page_offers_devices_and_metrics(signed_in, lake, device):
+    text = signed_in.get(reverse("dashboard:forecasts") + "?metric=carbon_monoxide").content.decode()
+    assert '<option value="aq-test-01" selected>' in text
+    assert '<option value="carbon_monoxide" selected>' in text
+    assert reverse("dashboard:forecast_data") in text
+    assert 'id="metrics-meta"' in text
+
+
+def test_forecast_json_explains_that_no_model_is_deployed(signed_in, lake, device):
+    response = signed_in.get(reverse("dashboard:forecast_data") + "?device=aq-test-01&metric=ozone")
+    assert response.status_code == 503
+    data = response.json()
+    assert data["error"]
+    assert data["hint"].startswith("No model deployed yet")
+
+
+def test_forecast_json_unknown_device_is_404(signed_in, lake):
+    response = signed_in.get(reverse("dashboard:forecast_data") + "?device=nope&metric=ozone")
+    assert response.status_code == 404 and "nope" in response.json()["error"]
+
+
+# --- template helpers ----------------------------------------------------------------
+
+
+def test_template_helpers_format_values_units_and_times():
+    assert measure(41.25, "ozone") == "41.25 µg/m³"
+    assert measure(0.4, "carbon_monoxide") == "0.4 mg/m³"
+    assert measure(None, "ozone") == "\u2013"
+    assert measure(float("nan"), "ozone") == "\u2013"
+    assert measure(7, "humidity") == "7"
+    assert duration(None) == "\u2013" and duration(4.25) == "4.2 s" and duration(185) == "3 min 5 s"
+    assert duration(7800) == "2 h 10 min"
+    result = {"rows_written": 10, "partitions_written": ["a", "b"]}
+    assert summary(result) == "rows written: 10, partitions written: 2 items"
+    html = when(datetime(2026, 11, 27, 21, 0, tzinfo=UTC))
+    assert 'datetime="2026-11-27T21:00:00Z"' in html and "2026-11-27 21:00:00 UTC" in html
+    assert "never" in when(None)
