@@ -1,0 +1,227 @@
+"""Shared DuckDB pieces of the local crawler, ETL job and query engine.
+
+The raw zone holds newline-delimited JSON; the curated zone holds Parquet partitioned by
+`date=YYYY-MM-DD`. The job bookmark (the raw keys already curated, plus the metric columns the
+curated files may hold) lives in the lake so that every process sees the same state.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from cloud.interfaces import Lake
+
+RAW_PREFIX = "raw/"
+CURATED_PREFIX = "curated/telemetry/"
+ERRORS_PREFIX = "errors/etl-failed/"
+BOOKMARK_KEY = "state/etl-bookmark.json"
+
+DEFAULT_METRICS = ("ozone", "particulate_matter", "carbon_monoxide", "sulfur_dioxide", "nitrogen_dioxide")
+# Numeric columns that describe where a reading was taken rather than what was measured.
+LOCATION_COLUMNS = ("latitude", "longitude")
+STRING_COLUMNS = ("message_id", "device_id", "timestamp")
+FIXED_COLUMNS = (*STRING_COLUMNS, "received_at")
+_NUMERIC_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE"}
+_NUMERIC_TYPES |= {"U" + name for name in _NUMERIC_TYPES}
+# Field names become SQL identifiers and Parquet columns: keep them to plain identifiers.
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_HIVE_PART = re.compile(r"(year|month|day|hour)=([0-9]+)/")
+
+
+def quote_ident(name: str) -> str:
+    """Return name as a quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(value: str) -> str:
+    """Return value as a quoted SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    """Return an in-memory DuckDB connection working in UTC."""
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def is_numeric_type(duckdb_type: str) -> bool:
+    """Return whether a DuckDB type name is a number type."""
+    return duckdb_type in _NUMERIC_TYPES or duckdb_type.startswith("DECIMAL")
+
+
+def raw_partition(key: str) -> dict[str, str]:
+    """Return the Hive partition values (year/month/day/hour) found in a raw key."""
+    return dict(_HIVE_PART.findall(key))
+
+
+def _path_list(paths: Iterable[Path]) -> str:
+    return "[" + ", ".join(quote_literal(str(path)) for path in paths) + "]"
+
+
+def detect_raw_columns(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> dict[str, str]:
+    """Return {field: DuckDB type} inferred by read_json over the raw files (union of their fields)."""
+    if not paths:
+        return {}
+    rows = con.execute(
+        f"DESCRIBE SELECT * FROM read_json({_path_list(paths)}, format='newline_delimited', "
+        "union_by_name=true, hive_partitioning=false)"
+    ).fetchall()
+    return {row[0]: row[1] for row in rows}
+
+
+def numeric_fields(detected: dict[str, str]) -> list[str]:
+    """Return the numeric fields (metrics and location) among detected ones, in a stable order."""
+    names = {
+        name
+        for name, kind in detected.items()
+        if name not in FIXED_COLUMNS and is_numeric_type(kind) and _IDENTIFIER.match(name)
+    }
+    return order_numeric(names)
+
+
+def order_numeric(names: Iterable[str]) -> list[str]:
+    """Return names with the contract's metrics and location first, the rest sorted."""
+    names = set(names)
+    known = [name for name in (*DEFAULT_METRICS, *LOCATION_COLUMNS) if name in names]
+    return known + sorted(names - set(known))
+
+
+def raw_types(detected: dict[str, str], robust: bool = False) -> dict[str, str]:
+    """Return {field: type} to read the raw files with: fixed fields as text, numbers as DOUBLE.
+
+    robust reads every non-text field as JSON: it never fails on a badly typed value (a string in
+    a numeric field past the detection sample), at about twice the cost. Non-numeric extra fields
+    are always read as JSON, which keeps a rejected record whole.
+    """
+    numeric = set(numeric_fields(detected))
+    types = {
+        name: "DOUBLE" if name in numeric and not robust else "JSON" for name in detected if _IDENTIFIER.match(name)
+    }
+    types.update({name: "VARCHAR" for name in STRING_COLUMNS})
+    received_numeric = is_numeric_type(detected.get("received_at", "JSON"))
+    types["received_at"] = "BIGINT" if received_numeric and not robust else "JSON"
+    return types
+
+
+def read_raw_sql(paths: list[Path], types: dict[str, str]) -> str:
+    """Return a SELECT reading the raw files with the given field types, plus their filename."""
+    columns = "{" + ", ".join(f"{quote_literal(name)}: {quote_literal(kind)}" for name, kind in types.items()) + "}"
+    return (
+        f"SELECT * FROM read_json({_path_list(paths)}, format='newline_delimited', columns={columns}, "
+        "filename=true, hive_partitioning=false)"
+    )
+
+
+def load_raw(con: duckdb.DuckDBPyConnection, table: str, paths: list[Path], detected: dict[str, str]) -> dict[str, str]:
+    """Create temp table `table` holding the raw files' rows; return the field types it was read with."""
+    for robust in (False, True):
+        types = raw_types(detected, robust)
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {read_raw_sql(paths, types)}")
+        except (duckdb.ConversionException, duckdb.InvalidInputException):
+            if robust:
+                raise
+            continue
+        return types
+    raise AssertionError("unreachable")
+
+
+def reject_reason_sql() -> str:
+    """Return a SQL expression naming why a raw row cannot be curated (NULL when it can)."""
+    return (
+        "CASE WHEN message_id IS NULL THEN 'missing message_id' "
+        "WHEN device_id IS NULL THEN 'missing device_id' "
+        "WHEN try_cast(\"timestamp\" AS TIMESTAMPTZ) IS NULL THEN 'unparsable timestamp' END"
+    )
+
+
+def _as_double(name: str, kind: str | None) -> str:
+    column = quote_ident(name)
+    if kind is None:
+        return "CAST(NULL AS DOUBLE)"
+    if kind == "JSON":
+        return f"try_cast(({column} ->> '$') AS DOUBLE)"
+    return f"CAST({column} AS DOUBLE)"
+
+
+def typed_select_sql(source: str, types: dict[str, str], numeric: list[str]) -> str:
+    """Return a SELECT typing the raw rows of source (read with types): timestamps UTC, metrics DOUBLE, date.
+
+    Numeric fields that source lacks come out NULL. The date is UTC: connect() sets the session zone.
+    """
+    metrics = "".join(f", {_as_double(name, types.get(name))} AS {quote_ident(name)}" for name in numeric)
+    received = _as_double("received_at", types.get("received_at"))
+    return (
+        f'SELECT message_id, device_id, ts AS "timestamp", to_timestamp({received} / 1000.0) AS received_at'
+        f"{metrics}, CAST(CAST(ts AS DATE) AS VARCHAR) AS date "
+        f'FROM (SELECT *, try_cast("timestamp" AS TIMESTAMPTZ) AS ts FROM {source})'
+    )
+
+
+def curated_schema(numeric: list[str]) -> pa.Schema:
+    """Return the Arrow schema of the curated table (partition column `date` last)."""
+    utc = pa.timestamp("us", tz="UTC")
+    fields = [("message_id", pa.string()), ("device_id", pa.string()), ("timestamp", utc), ("received_at", utc)]
+    fields += [(name, pa.float64()) for name in numeric]
+    return pa.schema([*fields, ("date", pa.string())])
+
+
+def curated_dataset(lake: Lake, numeric: list[str], keys: list[str]) -> ds.Dataset | pa.Table:
+    """Return the curated Parquet files named by keys as one dataset (an empty table when none).
+
+    Files written before a metric appeared lack its column: the explicit schema fills it with nulls.
+    """
+    schema = curated_schema(numeric)
+    if not keys:
+        return schema.empty_table()
+    filesystem, base = lake.arrow_filesystem()
+    partitioning = ds.partitioning(pa.schema([("date", pa.string())]), flavor="hive")
+    return ds.dataset(
+        [f"{base}/{key}" for key in keys],
+        schema=schema,
+        format="parquet",
+        filesystem=filesystem,
+        partitioning=partitioning,
+        partition_base_dir=f"{base}/{CURATED_PREFIX.rstrip('/')}",
+    )
+
+
+def curated_keys(lake: Lake, dates: Iterable[str] | None = None) -> list[tuple[str, int]]:
+    """Return (key, size) of the curated Parquet files, only those of the given dates when given."""
+    if dates is None:
+        found = lake.list_objects(CURATED_PREFIX)
+    else:
+        found = [info for date in sorted(dates) for info in lake.list_objects(f"{CURATED_PREFIX}date={date}/")]
+    return [(info.key, info.size) for info in found if info.key.endswith(".parquet")]
+
+
+@dataclass
+class Bookmark:
+    """The ETL job bookmark: raw keys already curated and the numeric columns curated files hold."""
+
+    processed: set[str] = field(default_factory=set)
+    numeric: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
+
+    @classmethod
+    def load(cls, lake: Lake) -> Bookmark:
+        """Return the bookmark stored in the lake, an empty one when there is none."""
+        try:
+            data = json.loads(lake.get_bytes(BOOKMARK_KEY))
+        except KeyError:
+            return cls()
+        numeric = order_numeric({*DEFAULT_METRICS, *data.get("numeric", [])})
+        return cls(processed=set(data.get("processed", [])), numeric=numeric)
+
+    def save(self, lake: Lake) -> None:
+        """Store the bookmark in the lake (atomically: one object put)."""
+        data = {"version": 1, "numeric": self.numeric, "processed": sorted(self.processed)}
+        lake.put_bytes(BOOKMARK_KEY, json.dumps(data, separators=(",", ":")).encode())

@@ -1,0 +1,148 @@
+"""The IoT topic rule, as pure functions.
+
+    SELECT *, topic(3) AS device_id, timestamp() AS received_at FROM 'dt/iotcast/+/telemetry'
+
+with batchMode (a JSON array is one record per element) and an error action that keeps every
+rejected record whole, in Kinesis Firehose's error-record format, with the reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+TOPIC_FILTER = "dt/iotcast/+/telemetry"
+MAX_PAYLOAD_BYTES = 128 * 1024  # IoT Core's message size limit
+PROCESSING_FAILED = "processing-failed"
+OVERSIZE = "oversize"
+# Fields every reading carries that are not measurements.
+RESERVED_FIELDS = ("message_id", "timestamp")
+# Set by the rule: a payload's own values for these are overwritten.
+RULE_FIELDS = ("device_id", "received_at")
+
+
+@dataclass(frozen=True)
+class ErrorRecord:
+    """A rejected record: its error-output type (the errors/<type>/ prefix) and Firehose's error document."""
+
+    error_type: str
+    document: dict[str, Any]
+
+
+@dataclass
+class RuleOutcome:
+    """What the rule made of one MQTT message: accepted records and error records."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[ErrorRecord] = field(default_factory=list)
+
+
+class _Rejected(ValueError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def device_from_topic(topic: str) -> str:
+    """Return topic(3), the thing name in dt/iotcast/<thing>/telemetry; raise ValueError for other topics."""
+    levels = topic.split("/")
+    if len(levels) != 4 or levels[:2] != ["dt", "iotcast"] or levels[3] != "telemetry" or not levels[2]:
+        raise ValueError(f"topic {topic!r} does not match {TOPIC_FILTER}")
+    return levels[2]
+
+
+def records_from_message(topic: str, payload: bytes, received_at_ms: int) -> RuleOutcome:
+    """Apply the rule to one message and return its records and error records (never raises for bad payloads).
+
+    A JSON object gives one record, an array one per element. Raises ValueError only when topic
+    does not match the rule's filter (the caller subscribed to something else).
+    """
+    device_id = device_from_topic(topic)
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        message = f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}"
+        return RuleOutcome(errors=[error_record(OVERSIZE, "PayloadTooLarge", message, payload, topic, received_at_ms)])
+    try:
+        document = _parse_json(payload)
+    except _Rejected as exc:
+        return RuleOutcome(errors=[error_record(PROCESSING_FAILED, exc.code, str(exc), payload, topic, received_at_ms)])
+    elements = document if isinstance(document, list) else [document]
+    outcome = RuleOutcome()
+    for index, element in enumerate(elements):
+        where = f"element {index}: " if isinstance(document, list) else ""
+        try:
+            outcome.records.append(_record(element, device_id, received_at_ms))
+        except _Rejected as exc:
+            # Per element, as Firehose sees a batch: the failing element alone is kept whole.
+            raw = payload if not isinstance(document, list) else _element_bytes(element)
+            outcome.errors.append(
+                error_record(PROCESSING_FAILED, exc.code, f"{where}{exc}", raw, topic, received_at_ms)
+            )
+    return outcome
+
+
+def error_record(error_type: str, code: str, message: str, raw: bytes, topic: str, arrival_ms: int) -> ErrorRecord:
+    """Return an error record in Firehose's error-output format, raw data base64-encoded and whole."""
+    document = {
+        "attemptsMade": 1,
+        "arrivalTimestamp": arrival_ms,
+        "errorCode": code,
+        "errorMessage": message,
+        "rawData": base64.b64encode(raw).decode("ascii"),
+        "topic": topic,
+    }
+    return ErrorRecord(error_type=error_type, document=document)
+
+
+def _parse_json(payload: bytes) -> Any:
+    try:
+        return json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError as exc:
+        raise _Rejected("InvalidJson", f"payload is not UTF-8: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise _Rejected("InvalidJson", f"payload is not valid JSON: {exc}") from exc
+
+
+def _reject_constant(name: str) -> Any:
+    raise _Rejected("InvalidJson", f"payload is not valid JSON: {name} is not a JSON number")
+
+
+def _element_bytes(element: Any) -> bytes:
+    return json.dumps(element, separators=(",", ":")).encode()
+
+
+def _record(element: Any, device_id: str, received_at_ms: int) -> dict[str, Any]:
+    """Return SELECT *, topic(3) AS device_id, timestamp() AS received_at for one reading."""
+    if not isinstance(element, dict):
+        raise _Rejected("NotAnObject", f"a reading must be a JSON object, got {type(element).__name__}")
+    _check_message_id(element.get("message_id"))
+    _check_timestamp(element.get("timestamp"))
+    for name, value in element.items():
+        if name not in RESERVED_FIELDS and name not in RULE_FIELDS:
+            _check_metric(name, value)
+    return {**element, "device_id": device_id, "received_at": received_at_ms}
+
+
+def _check_message_id(value: Any) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise _Rejected("InvalidMessageId", f"message_id must be a non-empty string, got {value!r}")
+
+
+def _check_timestamp(value: Any) -> None:
+    if not isinstance(value, str):
+        raise _Rejected("InvalidTimestamp", f"timestamp must be an ISO-8601 string, got {value!r}")
+    try:
+        datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise _Rejected("InvalidTimestamp", f"timestamp {value!r} is not ISO-8601") from exc
+
+
+def _check_metric(name: str, value: Any) -> None:
+    # null is a missing reading (a sensor fault), which the ETL and DeepAR treat as NaN.
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _Rejected("InvalidMetric", f"field {name!r} must be a number or null, got {value!r}")

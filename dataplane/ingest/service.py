@@ -1,0 +1,199 @@
+"""The ingest service: the IoT rule and the Firehose delivery stream in front of the local broker.
+
+It subscribes (QoS 1, MQTT 5, mutual TLS) to $share/ingest/dt/iotcast/+/telemetry, applies the rule
+to each message, buffers the records, and acknowledges a message only once every record made
+from it is in an object the lake has stored. A message that was received but not yet durable
+when the service died is therefore redelivered: the session is persistent (fixed client id,
+clean_start false), so the broker resends its unacknowledged messages when the client returns.
+Several workers (each with its own client id) share the load through the shared subscription.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from cloud.interfaces import Lake
+from dataplane.ingest.delivery import DeliveryStream, FlushedObject
+from dataplane.ingest.rule import records_from_message
+
+log = logging.getLogger("dataplane.ingest")
+
+SHARED_SUBSCRIPTION = "$share/ingest/dt/iotcast/+/telemetry"
+# MQTT 5's Receive Maximum caps how many unacknowledged QoS 1 messages the broker sends us; acks
+# wait for the buffer to be durable, so the cap must hold a whole buffer's worth of messages.
+RECEIVE_MAXIMUM = 65535
+
+
+def default_client_id() -> str:
+    """Return a stable per-host client id, so that a restarted worker resumes its own session."""
+    return f"iotcast-ingest-{socket.gethostname()}"
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Where the service connects and how it buffers."""
+
+    host: str
+    port: int
+    credentials_dir: Path  # cert.pem, key.pem, ca.pem
+    client_id: str = field(default_factory=default_client_id)
+    buffer_size_mb: float = 5
+    buffer_interval_s: float = 60
+    subscription: str = SHARED_SUBSCRIPTION
+    keepalive_s: int = 30
+    session_expiry_s: int = 7 * 24 * 3600
+
+    def credential_files(self) -> tuple[Path, Path, Path]:
+        """Return (cert.pem, key.pem, ca.pem); raise FileNotFoundError naming the first one missing."""
+        files = tuple(Path(self.credentials_dir) / name for name in ("cert.pem", "key.pem", "ca.pem"))
+        for path in files:
+            if not path.is_file():
+                raise FileNotFoundError(f"ingest credentials incomplete: {path} is missing")
+        return files
+
+
+@dataclass
+class IngestStats:
+    messages: int = 0
+    records: int = 0
+    errors: int = 0
+    objects: int = 0
+    acked: int = 0
+
+
+class IngestService:
+    """Runs the MQTT client and the delivery stream; start() returns at once, stop() flushes and disconnects."""
+
+    def __init__(self, lake: Lake, config: IngestConfig) -> None:
+        self.config = config
+        self.stats = IngestStats()
+        self.stream = DeliveryStream(lake, config.buffer_size_mb, config.buffer_interval_s, on_durable=self._on_durable)
+        self.connected = threading.Event()
+        self._closing = False
+        self._stop = threading.Event()
+        self._ack_lock = threading.Lock()
+        self._generation = 0  # bumped per connection: an ack token is only valid on its own connection
+        self._client = self._make_client()
+        self._ticker = threading.Thread(target=self._tick, name="ingest-flush", daemon=True)
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=self.config.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        cert, key, ca = self.config.credential_files()
+        client.tls_set(ca_certs=str(ca), certfile=str(cert), keyfile=str(key))
+        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        return client
+
+    @property
+    def stopped(self) -> bool:
+        """Return whether stop() was called."""
+        return self._closing
+
+    def start(self) -> None:
+        """Connect in the background (retrying until the broker answers) and start the flush timer."""
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = self.config.session_expiry_s
+        properties.ReceiveMaximum = RECEIVE_MAXIMUM
+        self._client.connect_async(
+            self.config.host, self.config.port, self.config.keepalive_s, clean_start=False, properties=properties
+        )
+        self._client.loop_start()
+        self._ticker.start()
+        log.info("ingest %s connecting to %s:%s", self.config.client_id, self.config.host, self.config.port)
+
+    def stop(self, flush: bool = True) -> None:
+        """Stop taking messages, write what is buffered (unless flush is False), ack it, and disconnect.
+
+        With flush=False (a crash, in effect) the buffered messages stay unacknowledged and the
+        broker redelivers them to the next session with this client id.
+        """
+        self._closing = True  # messages arriving from now on stay unacked: the next session gets them
+        self._stop.set()
+        if self._ticker.is_alive():
+            self._ticker.join()
+        if flush:
+            self.stream.flush()
+        self._client.disconnect()
+        self._client.loop_stop()
+        self.connected.clear()
+        log.info("ingest %s stopped: %s", self.config.client_id, self.stats)
+
+    # --- paho callbacks (run on paho's network thread) ------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self._ack_lock:
+            self._generation += 1
+        if reason_code.is_failure:
+            log.error("broker refused ingest connection: %s", reason_code)
+            return
+        client.subscribe(self.config.subscription, qos=1)
+        log.info("ingest connected (session present: %s)", flags.session_present)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if any(code.is_failure for code in reason_codes):
+            log.error("broker refused subscription %s: %s", self.config.subscription, reason_codes)
+            return
+        log.info("ingest subscribed to %s", self.config.subscription)
+        self.connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self._ack_lock:
+            self._generation += 1
+        self.connected.clear()
+        if not self._closing:
+            log.warning("ingest lost the broker (%s); reconnecting", reason_code)
+
+    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        if self._closing:
+            return
+        try:
+            outcome = records_from_message(message.topic, message.payload, int(time.time() * 1000))
+        except ValueError:
+            # Not a telemetry topic (the subscription rules that out); never let it stop the loop.
+            log.exception("ignoring message on %s", message.topic)
+            return
+        self.stats.messages += 1
+        self.stats.records += len(outcome.records)
+        self.stats.errors += len(outcome.errors)
+        token = (self._generation, message.mid, message.qos)
+        try:
+            self.stream.put_records(outcome.records, outcome.errors, token=token)
+        except Exception:
+            # The lake refused a full buffer: the records stay buffered and the timer retries.
+            log.exception("writing a full buffer to the lake failed; will retry")
+
+    # --- durability -> acks ---------------------------------------------------------------
+    def _on_durable(self, flushed: FlushedObject) -> None:
+        if flushed.key:
+            self.stats.objects += 1
+            log.info("ingest wrote %s records, %s bytes to %s", flushed.records, flushed.size, flushed.key)
+        with self._ack_lock:
+            for generation, mid, qos in flushed.durable_tokens:
+                # After a reconnect the broker redelivers instead; acking an old mid could hit another message.
+                if generation == self._generation and qos > 0:
+                    self._client.ack(mid, qos)
+                    self.stats.acked += 1
+
+    def _tick(self) -> None:
+        period = min(1.0, max(0.05, self.config.buffer_interval_s / 4))
+        while not self._stop.wait(period):
+            try:
+                self.stream.flush_due()
+            except Exception:
+                log.exception("writing to the lake failed; the records stay buffered and unacknowledged")

@@ -1,0 +1,168 @@
+"""Reads of telemetry from the lake, all through the configured query backend (DuckDB or Athena).
+
+Every read uses `telemetry_live` (curated data plus the raw tail), so a reading is visible within
+seconds of landing in the lake, before any ETL run.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from cloud.backends import get_backend
+from cloud.interfaces import QueryResult
+from forecasts.models import CatalogTable
+
+# The telemetry contract's metrics (DESIGN.md), used until the crawler has seen the lake.
+DEFAULT_METRICS = ["ozone", "particulate_matter", "carbon_monoxide", "sulfur_dioxide", "nitrogen_dioxide"]
+# Numeric fields that locate a reading rather than measure something.
+NON_METRIC_NUMERIC = {"latitude", "longitude", "received_at"}
+RAW_TABLE = ("iotcast", "telemetry_raw")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+def _query(sql: str, params: list[Any]) -> QueryResult:
+    return get_backend("query").execute(get_backend("lake"), sql, params)
+
+
+def _date_bounds(start: datetime, end: datetime) -> list[str]:
+    # The curated zone is partitioned by UTC date: bounding `date` lets the engine skip partitions.
+    return [start.astimezone(UTC).strftime("%Y-%m-%d"), end.astimezone(UTC).strftime("%Y-%m-%d")]
+
+
+def telemetry_metrics() -> list[str]:
+    """Return the numeric metric columns: the crawled table's doubles, else the contract's defaults."""
+    table = CatalogTable.objects.filter(database=RAW_TABLE[0], name=RAW_TABLE[1]).first()
+    if table is None:
+        return list(DEFAULT_METRICS)
+    found = {
+        column["name"]
+        for column in table.columns
+        if column.get("type") == "double" and column["name"] not in NON_METRIC_NUMERIC
+    }
+    found = {name for name in found if _IDENTIFIER.match(name)}
+    if not found:
+        return list(DEFAULT_METRICS)
+    return [name for name in DEFAULT_METRICS if name in found] + sorted(found - set(DEFAULT_METRICS))
+
+
+def _check_metrics(metrics: list[str]) -> None:
+    """Raise ValueError naming the known metrics when any of metrics is unknown."""
+    known = telemetry_metrics()
+    unknown = [name for name in metrics if name not in known]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {', '.join(unknown)}; known metrics: {', '.join(known)}")
+
+
+def readings_recent(
+    device_name: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    metrics: list[str] | None = None,
+    limit: int = 1000,
+) -> list[dict]:
+    """Return the device's newest readings in [start, end] (default: the last 24 h), newest last.
+
+    Each reading is {"timestamp", "received_at", "message_id", <metric>: float | None, ...}.
+    Raises ValueError for an unknown metric or a start after end; BackendError when the query fails.
+    """
+    metrics = list(metrics) if metrics else telemetry_metrics()
+    _check_metrics(metrics)
+    end = end or timezone.now()
+    start = start or end - timedelta(hours=24)
+    if start > end:
+        raise ValueError("start must not be after end")
+    result = _query(
+        'SELECT * FROM telemetry_live WHERE device_id = ? AND "timestamp" >= ? AND "timestamp" <= ? '
+        'AND date BETWEEN ? AND ? ORDER BY "timestamp" DESC, message_id LIMIT ?',
+        [device_name, start, end, *_date_bounds(start, end), int(limit)],
+    )
+    readings = [
+        {
+            "timestamp": row["timestamp"],
+            "received_at": row.get("received_at"),
+            "message_id": row["message_id"],
+            **{name: row.get(name) for name in metrics},
+        }
+        for row in result.records()
+    ]
+    readings.reverse()
+    return readings
+
+
+def _freq_seconds(freq: str) -> int:
+    """Return a fixed pandas frequency ("h", "5min", "D") in whole seconds; raise ValueError otherwise."""
+    try:
+        seconds = pd.Timedelta(pd.tseries.frequencies.to_offset(freq)).total_seconds()
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"unsupported frequency {freq!r}: use a fixed one such as 'min', '5min', 'h' or 'D'") from exc
+    if seconds < 1 or seconds != int(seconds):
+        raise ValueError(f"unsupported frequency {freq!r}: it must be a whole number of seconds")
+    return int(seconds)
+
+
+def series_resampled(
+    metric: str,
+    devices: list[str] | None,
+    freq: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> pd.DataFrame:
+    """Return the mean of metric per device per freq bucket as columns [device_id, ts (UTC), value].
+
+    devices None means all devices; start/end None mean unbounded. Buckets without data are absent.
+    Raises ValueError for an unknown metric or frequency; BackendError when the query fails.
+    """
+    _check_metrics([metric])
+    seconds = _freq_seconds(freq)
+    column = '"' + metric + '"'
+    where, params = [f"{column} IS NOT NULL"], [seconds, seconds]
+    if devices is not None:
+        if not devices:
+            return _series_frame([])
+        where.append(f"device_id IN ({', '.join('?' for _ in devices)})")
+        params += list(devices)
+    if start is not None:
+        where += ['"timestamp" >= ?', "date >= ?"]
+        params += [start, start.astimezone(UTC).strftime("%Y-%m-%d")]
+    if end is not None:
+        where += ['"timestamp" <= ?', "date <= ?"]
+        params += [end, end.astimezone(UTC).strftime("%Y-%m-%d")]
+    result = _query(
+        f'SELECT device_id, to_timestamp(floor(epoch("timestamp") / ?) * ?) AS ts, avg({column}) AS value '
+        f"FROM telemetry_live WHERE {' AND '.join(where)} GROUP BY 1, 2 ORDER BY 1, 2",
+        params,
+    )
+    return _series_frame(result.rows)
+
+
+def _series_frame(rows: list[tuple]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["device_id", "ts", "value"])
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    frame["value"] = frame["value"].astype("float64")
+    return frame
+
+
+def devices_activity() -> dict[str, dict]:
+    """Return device_id -> {"last_seen", "readings_last_hour", "readings_total"} over all telemetry.
+
+    last_seen is the latest arrival time (the reading's own timestamp when arrival is unknown).
+    Raises BackendError when the query fails.
+    """
+    seen = 'coalesce(received_at, "timestamp")'
+    result = _query(
+        f"SELECT device_id, max({seen}) AS last_seen, count(*) FILTER (WHERE {seen} >= ?) AS readings_last_hour, "
+        "count(*) AS readings_total FROM telemetry_live GROUP BY device_id ORDER BY device_id",
+        [timezone.now() - timedelta(hours=1)],
+    )
+    return {row.pop("device_id"): row for row in result.records()}
+
+
+def catalog_tables() -> QuerySet[CatalogTable]:
+    """Return the crawled tables, ordered by database and name."""
+    return CatalogTable.objects.order_by("database", "name")

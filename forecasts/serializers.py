@@ -1,0 +1,63 @@
+"""Input and output serializers of the forecasts API (readings and the data catalog)."""
+
+from rest_framework import serializers
+
+from forecasts.models import CatalogTable
+
+
+class ReadingsQueryInputSerializer(serializers.Serializer):
+    """The query parameters of GET /devices/{id}/readings."""
+
+    start = serializers.DateTimeField(required=False, help_text="ISO-8601; default: 24 h before end")
+    end = serializers.DateTimeField(required=False, help_text="ISO-8601; default: now")
+    metrics = serializers.CharField(
+        required=False, help_text="comma-separated metric names, e.g. ozone,particulate_matter; default: all"
+    )
+    limit = serializers.IntegerField(required=False, default=1000, min_value=1, max_value=100_000)
+
+    def validate_metrics(self, value: str) -> list[str]:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        if not names:
+            raise serializers.ValidationError("give at least one metric name")
+        return names
+
+    def validate(self, attrs: dict) -> dict:
+        if "start" in attrs and "end" in attrs and attrs["start"] > attrs["end"]:
+            raise serializers.ValidationError({"start": "start must not be after end"})
+        return attrs
+
+
+class ReadingOutputSerializer(serializers.Serializer):
+    """One reading; its metric values are added as extra float fields by to_representation."""
+
+    timestamp = serializers.DateTimeField()
+    received_at = serializers.DateTimeField(allow_null=True)
+    message_id = serializers.CharField()
+
+    def to_representation(self, instance: dict) -> dict:
+        data = super().to_representation(instance)
+        data.update({key: value for key, value in instance.items() if key not in data})
+        return data
+
+
+class ReadingsOutputSerializer(serializers.Serializer):
+    device = serializers.CharField()
+    count = serializers.IntegerField()
+    readings = ReadingOutputSerializer(many=True)
+
+
+class CatalogTableOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = CatalogTable
+        fields = [
+            "id",
+            "database",
+            "name",
+            "location",
+            "classification",
+            "columns",
+            "partition_keys",
+            "partitions",
+            "objects_scanned",
+            "last_crawled_at",
+        ]

@@ -1,0 +1,1 @@
+"""Service functions of the forecasts app, one module per pipeline step."""
