@@ -113,7 +113,7 @@ def services(plan: Plan) -> list[tuple[ProcessSpec, int | None]]:
                         "-m",
                         "dataplane.seaweed",
                         "--dir",
-                        str(plan.state_dir / "seaweed"),
+                        str(plan.state_dir / "seaweed"), "--bucket", "iotcast-lake",
                         "--s3-port",
                         str(plan.s3_port),
                     ],

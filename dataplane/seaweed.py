@@ -180,3 +180,40 @@ def _tail(log_path: Path, lines: int = 20) -> str:
     except OSError:
         return "(no output)"
     return " | ".join(line for line in text[-lines:] if line.strip()) or "(no output)"
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    # SIGTERM from the supervisor ends the store like Ctrl-C does: through stop_seaweed.
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m dataplane.seaweed`: run the local S3 lake in the foreground until SIGTERM or Ctrl-C."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m dataplane.seaweed", description=main.__doc__)
+    parser.add_argument("--dir", type=Path, required=True, help="data folder (kept across restarts)")
+    parser.add_argument("--s3-port", type=int, default=8333, help="S3 API port on 127.0.0.1 (default 8333)")
+    parser.add_argument("--bucket", action="append", default=[], help="bucket to create at start (repeatable)")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        process = start_seaweed(args.dir, args.s3_port, buckets=tuple(args.bucket))
+    except SeaweedError as exc:
+        print(f"error: {exc}", flush=True)
+        return 1
+    print(
+        f"SeaweedFS S3 API on http://127.0.0.1:{args.s3_port} (data {args.dir}, log {args.dir / 'weed.log'})",
+        flush=True,
+    )
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop_seaweed(process)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
