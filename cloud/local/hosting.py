@@ -1,0 +1,56 @@
+"""local hosting backend: the endpoint server's admin API for endpoints, SageMaker Runtime's API to invoke them."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import asdict
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from cloud.aws.hosting import SageMakerRuntimeInvoker
+from cloud.interfaces import BackendError, BackendUnavailable, Hosting, VariantSpec
+
+
+class LocalEndpointHosting(SageMakerRuntimeInvoker, Hosting):
+    """Endpoints served by dataplane.endpoint_server at endpoint_url; invoked with boto3 exactly as on AWS."""
+
+    def __init__(self, endpoint_url: str, region: str = "us-east-1") -> None:
+        super().__init__()
+        self.endpoint_url = endpoint_url.rstrip("/")
+        self.region = region
+
+    def make_runtime_client(self) -> Any:
+        session = boto3.session.Session()
+        # The local server checks no signature, but botocore refuses to sign without some credentials.
+        credentials = (
+            {} if session.get_credentials() else {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+        )
+        # One attempt: the local server is either there or not, and retries would only hide it.
+        config = Config(retries={"total_max_attempts": 1}, connect_timeout=3, read_timeout=60)
+        return session.client(
+            "sagemaker-runtime", endpoint_url=self.endpoint_url, region_name=self.region, config=config, **credentials
+        )
+
+    def _request(self, method: str, path: str, payload: dict | None = None, timeout: float = 60) -> dict:
+        data = json.dumps(payload).encode() if payload is not None else None
+        request = urllib.request.Request(f"{self.endpoint_url}{path}", data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            detail = json.loads(exc.read() or b"{}").get("message", exc.reason)
+            raise BackendError(f"endpoint server refused {method} {path}: {detail}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise BackendUnavailable(f"endpoint server {self.endpoint_url} cannot be reached: {exc}") from exc
+
+    def apply_endpoint(self, endpoint_name: str, variants: list[VariantSpec]) -> None:
+        """PUT the variants to the server, which loads their models; raise BackendError when it refuses."""
+        self._request("PUT", f"/admin/endpoints/{endpoint_name}", {"variants": [asdict(v) for v in variants]})
+
+    def ping(self) -> None:
+        self._request("GET", "/ping", timeout=5)

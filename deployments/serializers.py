@@ -1,0 +1,153 @@
+"""Input and output serializers of the deployments API (DeepAR inference JSON, forecasts, endpoints)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from cloud.deepar.formats import MAX_NUM_SAMPLES, OUTPUT_TYPES
+from deployments.models import Endpoint, ProductionVariant
+
+
+@extend_schema_field({"oneOf": [{"type": "number"}, {"type": "string", "enum": ["NaN"]}], "nullable": True})
+class TargetValueField(serializers.Field):
+    """A target value: a number, or "NaN"/null for a missing one (DeepAR never wants 0 for missing)."""
+
+    default_error_messages = {"invalid": 'A target value must be a number, "NaN" or null; got {value!r}.'}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_null=True, **kwargs)
+
+    def validate_empty_values(self, data: Any) -> tuple[bool, Any]:
+        return (True, None) if data is None else super().validate_empty_values(data)
+
+    def to_internal_value(self, data: Any) -> float | str:
+        if data == "NaN":
+            return "NaN"
+        if isinstance(data, bool) or not isinstance(data, int | float) or math.isinf(data):
+            self.fail("invalid", value=data)
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+def _quantile(value: str) -> str:
+    try:
+        ok = 0 < float(value) < 1
+    except ValueError:
+        ok = False
+    if not ok:
+        raise serializers.ValidationError(
+            f'quantile {value!r} must be a number in (0, 1) written as a string like "0.5".'
+        )
+    return value
+
+
+class InstanceSerializer(serializers.Serializer):
+    start = serializers.DateTimeField(input_formats=["iso-8601", "%Y-%m-%d %H:%M:%S"], format="%Y-%m-%d %H:%M:%S")
+    target = serializers.ListField(child=TargetValueField(), min_length=1)
+    cat = serializers.ListField(child=serializers.IntegerField(min_value=0), required=False)
+    dynamic_feat = serializers.ListField(child=serializers.ListField(child=TargetValueField()), required=False)
+
+    def validate_target(self, target: list) -> list:
+        if all(value is None or value == "NaN" for value in target):
+            raise serializers.ValidationError("The target has no observed value.")
+        return target
+
+
+class ConfigurationSerializer(serializers.Serializer):
+    num_samples = serializers.IntegerField(min_value=1, max_value=MAX_NUM_SAMPLES, required=False)
+    output_types = serializers.ListField(child=serializers.ChoiceField(OUTPUT_TYPES), min_length=1, required=False)
+    quantiles = serializers.ListField(child=serializers.CharField(validators=[_quantile]), min_length=1, required=False)
+    seed = serializers.IntegerField(required=False)
+
+
+class InvocationInputSerializer(serializers.Serializer):
+    """A DeepAR inference request, as SageMaker's built-in DeepAR documents it."""
+
+    instances = InstanceSerializer(many=True, allow_empty=False)
+    configuration = ConfigurationSerializer(required=False)
+
+
+class PredictionSerializer(serializers.Serializer):
+    mean = serializers.ListField(child=serializers.FloatField(), required=False)
+    quantiles = serializers.DictField(child=serializers.ListField(child=serializers.FloatField()), required=False)
+    samples = serializers.ListField(child=serializers.ListField(child=serializers.FloatField()), required=False)
+
+
+class InvocationOutputSerializer(serializers.Serializer):
+    predictions = PredictionSerializer(many=True)
+
+
+class ErrorOutputSerializer(serializers.Serializer):
+    message = serializers.CharField()
+    errors = serializers.JSONField(required=False)
+
+
+class ForecastInputSerializer(serializers.Serializer):
+    device = serializers.CharField(max_length=128)
+    metric = serializers.CharField(max_length=64, required=False)
+    prediction_length = serializers.IntegerField(min_value=1, max_value=400, required=False)
+    quantiles = serializers.ListField(
+        child=serializers.CharField(validators=[_quantile]), min_length=1, default=["0.1", "0.5", "0.9"]
+    )
+    endpoint = serializers.CharField(max_length=63, required=False)
+    target_variant = serializers.CharField(max_length=63, required=False)
+
+
+class SeriesSerializer(serializers.Serializer):
+    timestamps = serializers.ListField(child=serializers.DateTimeField())
+    values = serializers.ListField(child=serializers.FloatField(allow_null=True))
+
+
+class ForecastSeriesSerializer(serializers.Serializer):
+    timestamps = serializers.ListField(child=serializers.DateTimeField())
+    mean = serializers.ListField(child=serializers.FloatField())
+    quantiles = serializers.DictField(child=serializers.ListField(child=serializers.FloatField()))
+
+
+class ForecastOutputSerializer(serializers.Serializer):
+    device = serializers.CharField()
+    metric = serializers.CharField()
+    model = serializers.CharField()
+    variant = serializers.CharField()
+    history = SeriesSerializer()
+    forecast = ForecastSeriesSerializer()
+
+
+class VariantOutputSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="model.name")
+    artifact_key = serializers.CharField(source="model.artifact_key")
+
+    class Meta:
+        model = ProductionVariant
+        fields = ["name", "model", "artifact_key", "weight"]
+
+
+class EndpointOutputSerializer(serializers.ModelSerializer):
+    variants = VariantOutputSerializer(many=True)
+
+    class Meta:
+        model = Endpoint
+        fields = ["name", "status", "failure_reason", "variants", "created_at", "updated_at"]
+
+
+def first_error(errors: Any, where: str = "") -> str:
+    """Return the first message of DRF's nested errors as 'instances[0].target[2]: message'."""
+    if isinstance(errors, dict):
+        key, value = next(iter(errors.items()))
+        if key == "non_field_errors":  # DRF's name for "the whole object": the path already says which
+            path = where
+        else:
+            path = f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}" if where else str(key)
+        return first_error(value, path)
+    if isinstance(errors, list):
+        for index, value in enumerate(errors):
+            if value:
+                nested = isinstance(value, dict | list)
+                return first_error(value, f"{where}[{index}]" if nested and isinstance(value, dict) else where)
+    return f"{where}: {errors}" if where else str(errors)

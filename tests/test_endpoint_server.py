@@ -1,0 +1,164 @@
+"""The endpoint server through boto3's sagemaker-runtime invoke_endpoint, exactly as on AWS."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections import Counter
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from cloud.interfaces import BackendError, BackendUnavailable, InvocationError, VariantSpec
+from cloud.local.hosting import LocalEndpointHosting
+from dataplane.ports import free_port
+from tests.fixtures.endpoint import TINY_MODEL_KEY, start_endpoint_server
+
+QUANTILES = ["0.1", "0.5", "0.9"]
+
+
+@pytest.fixture
+def server(lake, tiny_model_in_lake, tmp_path):
+    url, httpd, thread = start_endpoint_server(lake, tmp_path / "state")
+    hosting = LocalEndpointHosting(url, "us-east-1")
+    hosting.apply_endpoint(
+        "demo", [VariantSpec("A", "tiny", TINY_MODEL_KEY, 3.0), VariantSpec("B", "tiny", TINY_MODEL_KEY, 1.0)]
+    )
+    yield url, hosting
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def runtime(server):
+    url, _ = server
+    return boto3.client(
+        "sagemaker-runtime", endpoint_url=url, region_name="us-east-1", aws_access_key_id="x",
+        aws_secret_access_key="x", config=Config(retries={"total_max_attempts": 1}),
+    )  # fmt: skip
+
+
+def request_body(tiny_model, configuration: dict | None = None, count: int = 1) -> bytes:
+    instance = json.loads(tiny_model.train_lines[0])
+    body = {"instances": [instance] * count}
+    if configuration is not None:
+        body["configuration"] = configuration
+    return json.dumps(body).encode()
+
+
+def test_invoke_endpoint_answers_deepar_predictions(runtime, tiny_model):
+    config = {"num_samples": 20, "output_types": ["mean", "quantiles", "samples"], "quantiles": QUANTILES}
+    response = runtime.invoke_endpoint(
+        EndpointName="demo", Body=request_body(tiny_model, config, count=2), ContentType="application/json"
+    )
+    assert response["InvokedProductionVariant"] in {"A", "B"} and response["ContentType"] == "application/json"
+    predictions = json.loads(response["Body"].read())["predictions"]
+    assert len(predictions) == 2
+    for prediction in predictions:
+        assert len(prediction["mean"]) == 12 and list(prediction["quantiles"]) == QUANTILES
+        assert len(prediction["samples"]) == 20 and all(len(path) == 12 for path in prediction["samples"])
+        low, mid, high = (prediction["quantiles"][q] for q in QUANTILES)
+        assert all(a <= b <= c for a, b, c in zip(low, mid, high, strict=True))
+        assert any(a < c for a, c in zip(low, high, strict=True))  # samples really vary
+
+
+def test_default_configuration_and_seeded_predictions(runtime, tiny_model):
+    answer = json.loads(runtime.invoke_endpoint(EndpointName="demo", Body=request_body(tiny_model))["Body"].read())
+    prediction = answer["predictions"][0]
+    assert set(prediction) == {"mean", "quantiles"} and len(prediction["quantiles"]) == 9
+    config = {"num_samples": 10, "seed": 42, "output_types": ["samples"]}
+    first, second = (
+        json.loads(runtime.invoke_endpoint(EndpointName="demo", Body=request_body(tiny_model, config))["Body"].read())
+        for _ in range(2)
+    )
+    assert first == second and set(first["predictions"][0]) == {"samples"}
+
+
+def test_target_variant_is_honoured_and_weights_split_traffic(runtime, tiny_model):
+    body = request_body(tiny_model, {"num_samples": 2, "output_types": ["mean"]})
+    targeted = {runtime.invoke_endpoint(EndpointName="demo", Body=body, TargetVariant="B")["InvokedProductionVariant"]}
+    assert targeted == {"B"}
+    served = Counter(
+        runtime.invoke_endpoint(EndpointName="demo", Body=body)["InvokedProductionVariant"] for _ in range(200)
+    )
+    assert 0.65 <= served["A"] / 200 <= 0.85 and served["A"] + served["B"] == 200  # weights 3:1
+
+
+def test_weights_change_without_restart(server, runtime, tiny_model):
+    _, hosting = server
+    hosting.apply_endpoint("demo", [VariantSpec("B", "tiny", TINY_MODEL_KEY, 1.0)])
+    body = request_body(tiny_model, {"num_samples": 2})
+    assert {runtime.invoke_endpoint(EndpointName="demo", Body=body)["InvokedProductionVariant"] for _ in range(10)} == {
+        "B"
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"not json", "not JSON"),
+        (b'{"instances": []}', "instances must be a non-empty list"),
+        (b'{"instances": [{"start": "2026-11-01 00:00:00", "target": [1, "x"], "cat": [0]}]}', "target[1]"),
+        (b'{"instances": [{"start": "2026-11-01 00:00:00", "target": [1], "cat": [0]}], '
+         b'"configuration": {"quantiles": ["1.5"]}}', "configuration.quantiles"),
+        (b'{"instances": [{"start": "2026-11-01 00:00:00", "target": [1.0, 2.0]}]}', "cat"),
+    ],
+)  # fmt: skip
+def test_bad_requests_are_validation_errors(runtime, body, message):
+    with pytest.raises(ClientError) as caught:
+        runtime.invoke_endpoint(EndpointName="demo", Body=body, TargetVariant="A")
+    error = caught.value.response
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 400 and error["Error"]["Code"] == "ValidationError"
+    assert message in error["Error"]["Message"]
+    assert error["ResponseMetadata"]["HTTPHeaders"]["x-amzn-invoked-production-variant"] == "A"
+
+
+def test_unknown_endpoint_and_variant_are_validation_errors(server, tiny_model):
+    _, hosting = server
+    with pytest.raises(InvocationError) as caught:
+        hosting.invoke("nope", request_body(tiny_model))
+    assert (caught.value.status, caught.value.error_type) == (400, "ValidationError")
+    assert "Endpoint nope of account local not found" in caught.value.message
+    with pytest.raises(InvocationError, match="Target variant C does not exist"):
+        hosting.invoke("demo", request_body(tiny_model), target_variant="C")
+
+
+def test_hosting_backend_invokes_and_reports_the_variant(server, tiny_model):
+    _, hosting = server
+    answer = hosting.invoke("demo", request_body(tiny_model, {"num_samples": 5}), target_variant="A")
+    assert answer.invoked_variant == "A" and answer.content_type == "application/json"
+    assert len(json.loads(answer.body)["predictions"][0]["mean"]) == 12
+    hosting.ping()
+
+
+def test_endpoints_survive_a_restart_and_admin_reads_them(server, lake, tmp_path, tiny_model):
+    url, _ = server
+    with urllib.request.urlopen(f"{url}/admin/endpoints/demo") as response:
+        assert [v["name"] for v in json.loads(response.read())["variants"]] == ["A", "B"]
+    url2, httpd, thread = start_endpoint_server(lake, tmp_path / "state")  # same state dir, fresh process state
+    try:
+        answer = LocalEndpointHosting(url2).invoke("demo", request_body(tiny_model, {"num_samples": 5}))
+        assert answer.invoked_variant in {"A", "B"}
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def test_apply_refuses_a_missing_artifact_and_bad_weights(server):
+    _, hosting = server
+    with pytest.raises(BackendError, match="not in the lake"):
+        hosting.apply_endpoint("demo", [VariantSpec("A", "x", "models/missing/output/model.tar.gz", 1.0)])
+    with pytest.raises(BackendError, match="positive weight"):
+        hosting.apply_endpoint("demo", [VariantSpec("A", "tiny", TINY_MODEL_KEY, 0.0)])
+
+
+def test_unreachable_server_is_backend_unavailable():
+    hosting = LocalEndpointHosting(f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(BackendUnavailable):
+        hosting.invoke("demo", b"{}")
+    with pytest.raises(BackendUnavailable):
+        hosting.ping()
