@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from dataplane.ports import free_port, port_open, wait_for_port
+from dataplane.ports import free_port, port_open
 from dataplane.supervisor import ProcessSpec, Supervisor
 
 REPO = Path(__file__).resolve().parent.parent
@@ -113,7 +113,9 @@ def services(plan: Plan) -> list[tuple[ProcessSpec, int | None]]:
                         "-m",
                         "dataplane.seaweed",
                         "--dir",
-                        str(plan.state_dir / "seaweed"), "--bucket", "iotcast-lake",
+                        str(plan.state_dir / "seaweed"),
+                        "--bucket",
+                        "iotcast-lake",
                         "--s3-port",
                         str(plan.s3_port),
                     ],
@@ -153,7 +155,16 @@ def agents(plan: Plan, interval: float) -> list[ProcessSpec]:
     return [
         ProcessSpec(
             f"agent-{index + 1}",
-            [PYTHON, "-m", "device_agent", "--kit", str(plan.state_dir / "kits" / name), "--interval", str(interval)],
+            [
+                PYTHON,
+                "-m",
+                "device_agent",
+                "--kit",
+                str(plan.state_dir / "kits" / name),
+                "--interval",
+                str(interval),
+                "--quiet",
+            ],
         )
         for index, name in enumerate(DEMO_DEVICES)
     ]
@@ -169,9 +180,9 @@ def run(plan: Plan, args: argparse.Namespace) -> int:
                 supervisor.say("supervisor", f"{' '.join(step.argv[2:])} failed: see above")
                 return 1
         for spec, port in services(plan):
-            supervisor.start(spec)
+            running = supervisor.start(spec)
             if port is not None:
-                wait_for_port(port, timeout=60)
+                supervisor.wait_until_listening(running, port)
         supervisor.run_to_completion(manage("backfill", "backfill", "--days", str(args.history_days)))
         supervisor.run_to_completion(manage("pipeline", "pipeline_cycle"))
         for spec in agents(plan, args.interval):

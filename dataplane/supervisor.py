@@ -15,6 +15,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from dataplane.ports import port_open
+
 COLOURS = itertools.cycle(["36", "33", "32", "35", "34", "31", "96", "93", "92", "95"])
 
 
@@ -75,6 +77,17 @@ class Supervisor:
         assert process.stdout is not None
         for line in process.stdout:
             self.say(name, line.rstrip("\n"), colour)
+
+    def wait_until_listening(self, running: Running, port: int, timeout: float = 60.0) -> None:
+        """Block until running's port accepts connections; raise TimeoutError if it exits or times out first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if running.process.poll() is not None:
+                raise TimeoutError(f"{running.spec.name} exited with {running.process.returncode} before listening")
+            if port_open(port):
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"{running.spec.name} did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
 
     def run_to_completion(self, spec: ProcessSpec) -> int:
         """Run a one-shot process, wait for it, and return its exit code."""

@@ -70,4 +70,4 @@ class Command(BaseCommand):
 
         authority = get_backend("identity")
         authority.issue_service_credentials("iotcast-ingest", settings.STATE_DIR / "services" / "iotcast-ingest")
-        return write_broker_config(settings.STATE_DIR / "broker", settings.BROKER_PORT, authority)
+        return write_broker_config(settings.STATE_DIR, settings.BROKER_PORT, authority)
