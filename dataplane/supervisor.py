@@ -113,18 +113,28 @@ class Supervisor:
             self.say("supervisor", "Ctrl-C: stopping everything")
 
     def stop_all(self, grace_s: float = 10.0) -> None:
-        """Send SIGTERM to every process group still running, then SIGKILL after grace_s."""
+        """Send SIGTERM to every process group still running, then SIGKILL after grace_s.
+
+        A second Ctrl-C while waiting kills what is left at once.
+        """
         alive = [r for r in self.running if r.process.poll() is None]
         for running in alive:
             _signal_group(running.process, signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
+        try:
+            self._wait_all(alive, time.monotonic() + grace_s)
+        except KeyboardInterrupt:
+            self.say("supervisor", "second Ctrl-C: killing what is left")
+            self._wait_all(alive, time.monotonic())
+        self.say("supervisor", f"stopped {len(alive)} processes")
+
+    @staticmethod
+    def _wait_all(alive: list[Running], deadline: float) -> None:
         for running in alive:
             try:
                 running.process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 _signal_group(running.process, signal.SIGKILL)
                 running.process.wait()
-        self.say("supervisor", f"stopped {len(alive)} processes")
 
 
 def _signal_group(process: subprocess.Popen, sig: int) -> None:

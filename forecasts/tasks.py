@@ -33,7 +33,7 @@ def run_pipeline_step(self, run_id: int) -> str:
         return PipelineRun.Status.FAILED
 
 
-@shared_task(time_limit=60)
+@shared_task(time_limit=60, soft_time_limit=50)
 def pipeline_cycle() -> list[int]:
     """Queue the scheduled steps that are due (see forecasts.schedule); return the run ids queued."""
     from forecasts.schedule import schedule_due_steps
