@@ -17,5 +17,10 @@ urlpatterns = [
     path("api/v1/", include("devices.urls")),
     path("api/v1/", include("forecasts.urls")),
     path("api/v1/", include("deployments.urls")),
+    # Operator pages that belong to one pipeline stage live with that stage's app.
+    path("fleet/", include("devices.web_urls")),
+    path("lake/", include("forecasts.lake_web_urls")),
+    path("training/", include("forecasts.training_web_urls")),
+    path("serving/", include("deployments.web_urls")),
     path("", include("dashboard.urls")),
 ]

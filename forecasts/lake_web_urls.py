@@ -1,0 +1,3 @@
+"""Operator pages of this stage (server-rendered, extending dashboard/base.html)."""
+
+urlpatterns: list = []
