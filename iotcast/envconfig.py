@@ -54,12 +54,14 @@ def database_from_url(url: str) -> dict:
     """Return a Django DATABASES entry for a sqlite:///path or postgres://... URL; raise on other schemes."""
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
+        # sqlite:///relative/path and sqlite:////absolute/path, as dj-database-url reads them.
+        path = url.removeprefix("sqlite:///")
         return {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": parsed.path,
+            "NAME": path,
             # WAL lets the Celery worker write progress while the web process reads.
             "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE", "timeout": 20},
-            "TEST": {"NAME": parsed.path.replace(".sqlite3", "-test.sqlite3")},
+            "TEST": {"NAME": path.replace(".sqlite3", "-test.sqlite3")},
         }
     if parsed.scheme in {"postgres", "postgresql"}:
         return {
