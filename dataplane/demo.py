@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,8 +171,15 @@ def agents(plan: Plan, interval: float) -> list[ProcessSpec]:
     ]
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run(plan: Plan, args: argparse.Namespace) -> int:
-    """Bring the pipeline up, keep it running until Ctrl-C or a crash; return the exit code."""
+    """Bring the pipeline up, keep it running until Ctrl-C, SIGTERM or a crash; return the exit code."""
+    # A shell may start us with SIGINT ignored (a background job); SIGTERM must stop the children too.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     supervisor = Supervisor(child_env(plan), str(REPO))
     describe(supervisor, plan)
     try:
