@@ -113,28 +113,29 @@ class Supervisor:
             self.say("supervisor", "Ctrl-C: stopping everything")
 
     def stop_all(self, grace_s: float = 10.0) -> None:
-        """Send SIGTERM to every process group still running, then SIGKILL after grace_s.
+        """Stop every process still running, newest first, each with SIGTERM then SIGKILL after grace_s.
 
-        A second Ctrl-C while waiting kills what is left at once.
+        Newest first means the device agents stop before the ingest service, which flushes its
+        buffer into the lake before the lake and the broker stop. A second Ctrl-C kills what is left.
         """
-        alive = [r for r in self.running if r.process.poll() is None]
-        for running in alive:
-            _signal_group(running.process, signal.SIGTERM)
+        alive = [r for r in reversed(self.running) if r.process.poll() is None]
         try:
-            self._wait_all(alive, time.monotonic() + grace_s)
+            for running in alive:
+                _signal_group(running.process, signal.SIGTERM)
+                _wait_or_kill(running.process, grace_s)
         except KeyboardInterrupt:
             self.say("supervisor", "second Ctrl-C: killing what is left")
-            self._wait_all(alive, time.monotonic())
+            for running in alive:
+                _wait_or_kill(running.process, 0)
         self.say("supervisor", f"stopped {len(alive)} processes")
 
-    @staticmethod
-    def _wait_all(alive: list[Running], deadline: float) -> None:
-        for running in alive:
-            try:
-                running.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(running.process, signal.SIGKILL)
-                running.process.wait()
+
+def _wait_or_kill(process: subprocess.Popen, grace_s: float) -> None:
+    try:
+        process.wait(timeout=max(0.1, grace_s))
+    except subprocess.TimeoutExpired:
+        _signal_group(process, signal.SIGKILL)
+        process.wait()
 
 
 def _signal_group(process: subprocess.Popen, sig: int) -> None:
