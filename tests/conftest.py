@@ -9,6 +9,7 @@ pytest_plugins = [
     "tests.fixtures.ingest",
     "tests.fixtures.worker",
     "tests.fixtures.endpoint",
+    "tests.fixtures.pipeline",
 ]
 
 

@@ -22,46 +22,12 @@ from rest_framework.test import APIClient
 from forecasts.models import PipelineRun, TrainedModel
 from forecasts.runs import run_create
 from forecasts.selectors import readings_recent
+from tests.fixtures.endpoint import TINY_HYPERPARAMETERS
+from tests.fixtures.pipeline import register_device_with_kit
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 THING = "aq-e2e-01"
-E2E_HYPERPARAMETERS = {
-    "context_length": "24",
-    "prediction_length": "12",
-    "epochs": "2",
-    "num_cells": "8",
-    "num_layers": "1",
-    "mini_batch_size": "32",
-    "num_eval_samples": "50",
-}
-
-
-@pytest.fixture
-def identity_on_test_broker(settings, mqtt_broker):
-    """Make the identity backend issue certificates from the test broker's CA, naming its port."""
-    from cloud.backends import get_backend
-
-    backends = dict(settings.CLOUD_BACKENDS)
-    backends["identity"] = {
-        "BACKEND": "cloud.local.identity.LocalCertificateAuthority",
-        "OPTIONS": {
-            "ca_dir": str(mqtt_broker.authority.ca_dir),
-            "broker_host": mqtt_broker.host,
-            "broker_port": mqtt_broker.port,
-        },
-    }
-    settings.CLOUD_BACKENDS = backends
-    settings.BROKER_PORT = mqtt_broker.port
-    get_backend.cache_clear()
-
-
-def register_device_with_kit(tmp_path: Path) -> Path:
-    """Register the e2e device through the product's service and return its kit folder."""
-    from devices.services import device_kit_write, device_register
-
-    device, credentials = device_register(THING, latitude=56.16, longitude=10.21)
-    return device_kit_write(device, credentials, tmp_path / "kit")
 
 
 def publish_with_agent(kit: Path, count: int) -> list[str]:
@@ -102,7 +68,7 @@ def run_steps_on_worker(steps: list[tuple[str, dict]]) -> list[PipelineRun]:
 def test_a_reading_travels_from_device_to_forecast(
     tmp_path, lake, endpoint_server, identity_on_test_broker, ingest_service, celery_worker
 ):
-    kit = register_device_with_kit(tmp_path)
+    kit = register_device_with_kit(THING, tmp_path / "kit")
     ingest_service(lake, buffer_interval_s=1)
     call_command("backfill", days=15, devices=THING)  # history through the same validation path
 
@@ -116,7 +82,7 @@ def test_a_reading_travels_from_device_to_forecast(
     runs = run_steps_on_worker([
         ("crawl", {}),
         ("etl", {}),
-        ("train", {"metric": "ozone", "devices": [THING], "freq": "h", "hyperparameters": E2E_HYPERPARAMETERS}),
+        ("train", {"metric": "ozone", "devices": [THING], "freq": "h", "hyperparameters": TINY_HYPERPARAMETERS}),
         ("deploy", {"model": "latest", "endpoint": "e2e-endpoint"}),
     ])  # fmt: skip
     assert [run.status for run in runs] == ["succeeded"] * 4, [(run.kind, run.error[:500]) for run in runs]
