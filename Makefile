@@ -10,7 +10,9 @@ install:
 demo: install
 	$(PY) -m dataplane.demo
 
-test: install
+# The browser tests drive Debian's chromium, so the test target installs it too.
+test:
+	@IOTCAST_WITH_BROWSER=1 bash scripts/bootstrap.sh
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 

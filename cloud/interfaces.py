@@ -89,6 +89,9 @@ class DeviceCredentials:
     not_after: datetime
 
 
+CERTIFICATE_STATES = ("ACTIVE", "INACTIVE", "REVOKED")
+
+
 @dataclass(frozen=True)
 class BrokerEndpoint:
     host: str
@@ -105,6 +108,17 @@ class DeviceIdentity(ABC):
     @abstractmethod
     def broker_endpoint(self) -> BrokerEndpoint:
         """Return the MQTT endpoint devices connect to."""
+
+    @abstractmethod
+    def issue_certificate(self, thing_name: str) -> DeviceCredentials:
+        """Issue one more certificate for an existing thing (rotation: the old ones keep working)."""
+
+    @abstractmethod
+    def set_certificate_state(self, thing_name: str, certificate_id: str, state: str) -> None:
+        """Set a certificate ACTIVE, INACTIVE (reversible) or REVOKED (final), as IoT Core's update_certificate.
+
+        INACTIVE and REVOKED take effect on the broker at once and drop the thing's live connections.
+        """
 
 
 # --- catalog (crawler) --------------------------------------------------------
@@ -143,14 +157,26 @@ class EtlResult:
     duplicates_dropped: int = 0
     rows_rejected: int = 0
     partitions_written: list[str] = field(default_factory=list)
+    partitions_compacted: list[str] = field(default_factory=list)
+
+
+# Glue's --job-bookmark-option values: enable (only new objects, move the bookmark on), disable
+# (every object, bookmark untouched), pause (only new objects, bookmark untouched).
+BOOKMARK_OPTIONS = ("job-bookmark-enable", "job-bookmark-disable", "job-bookmark-pause")
 
 
 class EtlJob(ABC):
     """Turns new raw JSON objects into curated Parquet (a Glue job with bookmarks)."""
 
     @abstractmethod
-    def run(self, lake: Lake, progress: Progress = no_progress) -> EtlResult:
-        """Process the raw objects not yet processed and return what was done."""
+    def run(
+        self, lake: Lake, progress: Progress = no_progress, bookmark_option: str = "job-bookmark-enable"
+    ) -> EtlResult:
+        """Process the raw objects the bookmark option selects and return what was done."""
+
+    @abstractmethod
+    def reset_bookmark(self, lake: Lake) -> None:
+        """Forget what the job has processed (Glue's reset-job-bookmark): the next run reads everything."""
 
 
 # --- query ------------------------------------------------------------------------
@@ -209,6 +235,9 @@ class VariantSpec:
     model_name: str
     artifact_key: str
     weight: float
+    # A shadow variant gets a copy of a share (weight / production weights) of requests; it never answers.
+    shadow: bool = False
+    instance_count: int = 1
 
 
 @dataclass(frozen=True)
@@ -250,3 +279,24 @@ class Hosting(ABC):
     @abstractmethod
     def ping(self) -> None:
         """Raise BackendUnavailable when the serving side cannot be reached."""
+
+    def update_weights(self, endpoint_name: str, variants: list[VariantSpec]) -> None:
+        """Change only the variants' weights and instance counts (UpdateEndpointWeightsAndCapacities)."""
+        self.apply_endpoint(endpoint_name, variants)
+
+    def delete_endpoint(self, endpoint_name: str) -> None:
+        """Stop serving the endpoint; deleting a missing endpoint is not an error."""
+        raise BackendError(f"{type(self).__name__} cannot delete endpoints")
+
+    def variant_metrics(self, endpoint_name: str, since: float, period: int = 10) -> dict[str, Any]:
+        """Return {"period", "since", "variants": {name: {"points": [{t, invocations, errors_4xx, errors_5xx,
+        model_latency_ms, overhead_latency_ms, p99_latency_ms}], "total": {...}}}} since epoch seconds."""
+        return {"period": period, "since": int(since), "variants": {}}
+
+    def managed_rollout(self, endpoint_name: str, variants: list[VariantSpec], policy: dict[str, Any]) -> bool:
+        """Roll variants out with the service's own guardrails (canary/linear, baking, auto-rollback).
+
+        Return False when the backend has none (the deployments app then shifts traffic step by step
+        itself); True once the service finished; raise BackendError when it rolled back or failed.
+        """
+        return False

@@ -177,7 +177,8 @@ def device_readings_series(device_name: str, minutes: int, limit: int | None = N
     """Return the device's readings of the last `minutes` as chart series (JSON-safe).
 
     {"device", "minutes", "count", "resampled" (bucket size or None), "metrics": {name: {"label", "unit"}},
-     "order": [...], "timestamps": [iso...], "values": {metric: [...]}, "latest": {"timestamp", "values"} | None}.
+     "order": [...], "timestamps": [iso...], "values": {metric: [...]}, "latest": {"timestamp", "values"} | None,
+     "aggregates": {metric: {"min", "max", "mean", "count"}}}.
     A window holding more than `limit` (default READINGS_LIMIT) readings comes back as per-bucket
     means, so 7 days still fit one chart.
     Raises whatever the lake selectors raise.
@@ -196,6 +197,7 @@ def device_readings_series(device_name: str, minutes: int, limit: int | None = N
     resampled = _bucket_freq(minutes) if len(rows) >= limit else None
     if resampled:
         stamps, values = _resampled_values(device_name, minutes, order)
+    stats = aggregates(values)  # over the raw readings, or the bucket means when resampled
     series = {
         "device": device_name,
         "minutes": minutes,
@@ -206,6 +208,7 @@ def device_readings_series(device_name: str, minutes: int, limit: int | None = N
         "timestamps": stamps,
         "values": values,
         "latest": latest,
+        "aggregates": stats,
     }
     return json_safe(series)
 
@@ -232,3 +235,44 @@ def deployed_metric() -> str | None:
     """Return the metric the most recently deployed model forecasts, None when nothing is deployed."""
     variant = ProductionVariant.objects.select_related("model").order_by("-model__created_at").first()
     return variant.model.metric if variant else None
+
+
+def readings_per_minute(rows: list[dict[str, Any]]) -> float:
+    """Return the fleet's readings per minute, averaged over the last hour (from device_rows' activity)."""
+    return sum((row["activity"] or {}).get("readings_last_hour", 0) for row in rows) / 60
+
+
+def newest_arrival(rows: list[dict[str, Any]]) -> datetime | None:
+    """Return the newest reading's arrival time in the lake across devices (None before any reading)."""
+    seen = [row["activity"]["last_seen"] for row in rows if row["activity"] and row["activity"].get("last_seen")]
+    return max((value.replace(tzinfo=UTC) if timezone.is_naive(value) else value for value in seen), default=None)
+
+
+def aggregates(values: dict[str, list]) -> dict[str, dict[str, float | None]]:
+    """Return {metric: {"min", "max", "mean", "count"}} over each series' non-missing values."""
+    out = {}
+    for name, series in values.items():
+        present = [v for v in series if isinstance(v, int | float) and math.isfinite(v)]
+        if present:
+            out[name] = {"min": min(present), "max": max(present), "mean": sum(present) / len(present)}
+        else:
+            out[name] = {"min": None, "max": None, "mean": None}
+        out[name]["count"] = len(present)
+    return out
+
+
+def device_map_points(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return [{"name", "lat", "lon", "online", "url"}] of the devices that have a location (for the map)."""
+    from django.urls import reverse
+
+    return [
+        {
+            "name": row["device"].name,
+            "lat": row["device"].latitude,
+            "lon": row["device"].longitude,
+            "online": row["online"],
+            "url": reverse("dashboard:device", args=[row["device"].pk]),
+        }
+        for row in rows
+        if row["device"].latitude is not None and row["device"].longitude is not None
+    ]

@@ -9,18 +9,19 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
+from dashboard.roles import is_admin, is_operator
 from forecasts.models import PipelineRun
 
 logger = logging.getLogger(__name__)
-# Training and deploying change what answers forecasts, so only staff may start them.
-STAFF_ONLY_KINDS = frozenset({PipelineRun.Kind.TRAIN, PipelineRun.Kind.DEPLOY})
+# Training and deploying change what answers forecasts, so only admins may start them.
+ADMIN_ONLY_KINDS = frozenset({PipelineRun.Kind.TRAIN, PipelineRun.Kind.DEPLOY})
 
 
 def pipeline_step_allowed(kind: str, user: AbstractBaseUser | AnonymousUser) -> bool:
-    """Return whether user may start a step of this kind (any signed-in user: crawl/ETL; staff: all)."""
-    if not user.is_authenticated or kind not in PipelineRun.Kind.values:
+    """Return whether user may start a step of this kind (operators: crawl/ETL; admins: all)."""
+    if not is_operator(user) or kind not in PipelineRun.Kind.values:
         return False
-    return kind not in STAFF_ONLY_KINDS or user.is_staff
+    return kind not in ADMIN_ONLY_KINDS or is_admin(user)
 
 
 def _queue(run_id: int) -> None:
@@ -47,7 +48,7 @@ def pipeline_step_start(
     if kind not in PipelineRun.Kind.values:
         raise ValueError(f"unknown pipeline step {kind!r}; known: {', '.join(PipelineRun.Kind.values)}")
     if not pipeline_step_allowed(kind, user):
-        raise PermissionDenied(f"Only staff may start {kind} runs.")
+        raise PermissionDenied(f"Only admins may start {kind} runs.")
     with transaction.atomic():
         run = run_create(kind, params or {})
         # The worker must find the row, so the task is sent only after the commit.

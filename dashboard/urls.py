@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from dashboard import views
+from dashboard import alarm_views, views
 
 app_name = "dashboard"
 urlpatterns = [
@@ -15,5 +15,14 @@ urlpatterns = [
     path("pipeline/start/<str:kind>/", views.pipeline_start, name="pipeline_start"),
     path("forecasts/", views.forecasts, name="forecasts"),
     path("forecasts/data.json", views.forecast_data, name="forecast_data"),
+    path("alarms/", alarm_views.alarms, name="alarms"),
+    path("alarms/evaluate/", alarm_views.alarms_evaluate, name="alarms_evaluate"),
+    path("alarms/<int:pk>/acknowledge/", alarm_views.alarm_acknowledge, name="alarm_acknowledge"),
+    path("alarms/<int:pk>/clear/", alarm_views.alarm_clear, name="alarm_clear"),
+    path("alarms/rules/", alarm_views.alarm_rule_create, name="alarm_rule_create"),
+    path("alarms/rules/<int:pk>/toggle/", alarm_views.alarm_rule_toggle, name="alarm_rule_toggle"),
+    path("alarms/rules/<int:pk>/delete/", alarm_views.alarm_rule_delete, name="alarm_rule_delete"),
     path("assets/plotly-<str:version>.min.js", views.plotly_js, name="plotly_js"),
+    path("assets/topojson/", views.topojson, name="topojson_base"),
+    path("assets/topojson/<str:name>.json", views.topojson, name="topojson"),
 ]

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import gzip
 import logging
-from functools import cache, wraps
+from functools import cache
 from pathlib import Path
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from alarms import selectors as alarm_selectors
 from dashboard import selectors
+from dashboard.roles import operator_required, operator_required_json
 from dashboard.services import pipeline_step_allowed, pipeline_step_start
 from dashboard.units import metric_label, metrics_meta
 from devices.models import Device
@@ -27,50 +29,51 @@ NO_MODEL_HINT = (
 )
 
 
-def login_required_json(view):
-    """Like login_required, but answer 401 JSON (a polling script cannot follow a login redirect)."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if not request.user.is_authenticated:
-            return JsonResponse({"error": "Your session has ended: sign in again."}, status=401)
-        return view(request, *args, **kwargs)
-
-    return wrapper
-
-
-@login_required
+@operator_required
 @require_GET
 def overview(request: HttpRequest) -> HttpResponse:
-    """The landing page: counts, newest readings, pipeline and endpoint status."""
+    """The landing page: devices online, readings per minute, newest readings, pipeline health, alarms."""
     rows, activity_error = selectors.device_rows()
     seen = sorted((row for row in rows if row["activity"]), key=lambda row: row["activity"]["last_seen"], reverse=True)
     latest, readings_error = selectors.latest_readings_safe([row["device"].name for row in seen])
+    online = sum(row["online"] for row in rows)
     context = {
         "device_count": len(rows),
-        "online_count": sum(row["online"] for row in rows),
+        "online_count": online,
+        "offline_count": len(rows) - online,
+        "per_minute": selectors.readings_per_minute(rows),
+        "newest_arrival": selectors.newest_arrival(rows),
         "latest": latest,
         "latest_metrics": metrics_meta(selectors.reading_metrics([item["reading"] for item in latest])),
         "lake_error": activity_error or readings_error,
         "pipeline": selectors.pipeline_latest_by_kind(),
         "endpoints": selectors.endpoints_with_variants(),
+        "alarms": alarm_selectors.alarms_active()[:10],
+        "alarm_counts": alarm_selectors.alarm_counts(),
     }
     return render(request, "dashboard/overview.html", context)
 
 
-@login_required
+@operator_required
 @require_GET
 def devices(request: HttpRequest) -> HttpResponse:
-    """Every device with its status, last reading and readings in the last hour."""
+    """Every device with status, last seen and message rate (searchable, sortable) and a map of their locations."""
     rows, error = selectors.device_rows()
-    context = {"rows": rows, "lake_error": error, "any_readings": any(row["activity"] for row in rows)}
+    for row in rows:
+        row["per_minute"] = (row["activity"] or {}).get("readings_last_hour", 0) / 60
+    context = {
+        "rows": rows,
+        "lake_error": error,
+        "any_readings": any(row["activity"] for row in rows),
+        "map_points": selectors.device_map_points(rows),
+    }
     return render(request, "dashboard/devices.html", context)
 
 
-@login_required
+@operator_required
 @require_GET
 def device(request: HttpRequest, pk: int) -> HttpResponse:
-    """One device: live charts of every metric, latest values and its certificates."""
+    """One device: live charts of every metric with aggregates, its alarms, certificates and export links."""
     obj = get_object_or_404(Device, pk=pk)
     activity, error = selectors.devices_activity_safe()
     context = {
@@ -80,8 +83,19 @@ def device(request: HttpRequest, pk: int) -> HttpResponse:
         "certificates": obj.certificates.all(),
         "windows": WINDOWS,
         "lake_error": error,
+        "alarms": alarm_selectors.alarms_active(obj),
+        "export_url": reverse("forecasts:device-readings", args=[obj.pk]),
+        "kit_url": _kit_url(obj),
     }
     return render(request, "dashboard/device.html", context)
+
+
+def _kit_url(obj: Device) -> str | None:
+    """Return the connection kit download URL once the fleet pages provide one (None until then)."""
+    try:
+        return reverse("fleet:device_kit", args=[obj.pk])
+    except NoReverseMatch:
+        return None
 
 
 def _window_minutes(request: HttpRequest) -> int:
@@ -92,7 +106,7 @@ def _window_minutes(request: HttpRequest) -> int:
     return int(raw)
 
 
-@login_required_json
+@operator_required_json
 @require_GET
 def device_readings(request: HttpRequest, pk: int) -> JsonResponse:
     """JSON chart series of a device's readings in the last ?minutes= (default 60)."""
@@ -108,7 +122,7 @@ def device_readings(request: HttpRequest, pk: int) -> JsonResponse:
         return JsonResponse({"error": f"Could not read the readings from the lake: {exc}"}, status=503)
 
 
-@login_required
+@operator_required
 @require_GET
 def pipeline(request: HttpRequest) -> HttpResponse:
     """Recent pipeline runs, buttons to start steps, and the catalog the crawler found."""
@@ -123,7 +137,7 @@ def pipeline(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/pipeline.html", context)
 
 
-@login_required_json
+@operator_required_json
 @require_GET
 def pipeline_runs(request: HttpRequest) -> JsonResponse:
     """JSON of the newest runs, for the pipeline page to refresh itself while something runs."""
@@ -131,10 +145,10 @@ def pipeline_runs(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"runs": runs, "active": any(not run["is_finished"] for run in runs)})
 
 
-@login_required
+@operator_required
 @require_POST
 def pipeline_start(request: HttpRequest, kind: str) -> HttpResponse:
-    """Queue a crawl/etl/train/deploy run (train and deploy: staff only) and go back to the pipeline page."""
+    """Queue a crawl/etl/train/deploy run (train and deploy: admins only) and go back to the pipeline page."""
     if kind not in PipelineRun.Kind.values:
         raise Http404(f"unknown pipeline step {kind!r}")
     run = pipeline_step_start(kind, {}, request.user)  # PermissionDenied becomes a 403
@@ -142,7 +156,7 @@ def pipeline_start(request: HttpRequest, kind: str) -> HttpResponse:
     return redirect("dashboard:pipeline")
 
 
-@login_required
+@operator_required
 @require_GET
 def forecasts(request: HttpRequest) -> HttpResponse:
     """Pick a device and metric; the page's script fetches and draws the forecast."""
@@ -162,7 +176,7 @@ def forecasts(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/forecasts.html", context)
 
 
-@login_required_json
+@operator_required_json
 @require_GET
 def forecast_data(request: HttpRequest) -> JsonResponse:
     """JSON history and forecast for ?device=&metric=, or {"error", "hint"} when none can be made."""
@@ -209,4 +223,24 @@ def plotly_js(request: HttpRequest, version: str) -> HttpResponse:
         response["Content-Encoding"] = "gzip"
     response["Vary"] = "Accept-Encoding"
     response["Cache-Control"] = "public, max-age=31536000, immutable"
+    return response
+
+
+# Plotly's geo charts load base-map shapes (topojson) from a CDN by default. None ship with the project, so the map
+# asks here and gets an empty topology: markers on a latitude/longitude grid, and no request leaves the project.
+TOPOJSON_LAYERS = ["coastlines", "land", "ocean", "lakes", "rivers", "countries", "subunits"]
+EMPTY_TOPOLOGY = {
+    "type": "Topology",
+    "objects": {layer: {"type": "GeometryCollection", "geometries": []} for layer in TOPOJSON_LAYERS},
+    "arcs": [],
+}
+
+
+@require_GET
+def topojson(request: HttpRequest, name: str = "") -> JsonResponse:
+    """Answer any plotly topojson name with an empty topology (see EMPTY_TOPOLOGY); the bare folder is a 404."""
+    if not name:
+        raise Http404("name a topojson file")
+    response = JsonResponse(EMPTY_TOPOLOGY)
+    response["Cache-Control"] = "public, max-age=86400"
     return response

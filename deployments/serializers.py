@@ -9,7 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from cloud.deepar.formats import MAX_NUM_SAMPLES, OUTPUT_TYPES
-from deployments.models import Endpoint, ProductionVariant
+from deployments.models import Endpoint, EndpointEvent, EndpointOperation, ProductionVariant
 
 
 @extend_schema_field({"oneOf": [{"type": "number"}, {"type": "string", "enum": ["NaN"]}], "nullable": True})
@@ -125,15 +125,89 @@ class VariantOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ProductionVariant
-        fields = ["name", "model", "artifact_key", "weight"]
+        fields = ["name", "model", "artifact_key", "weight", "instance_count", "shadow"]
 
 
 class EndpointOutputSerializer(serializers.ModelSerializer):
     variants = VariantOutputSerializer(many=True)
+    config = serializers.CharField(source="config.name", default=None)
 
     class Meta:
         model = Endpoint
-        fields = ["name", "status", "failure_reason", "variants", "created_at", "updated_at"]
+        fields = ["name", "status", "failure_reason", "config", "variants", "created_at", "updated_at"]
+
+
+VARIANT_NAME = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"  # SageMaker's pattern for endpoint and variant names
+
+
+class VariantInputSerializer(serializers.Serializer):
+    name = serializers.RegexField(VARIANT_NAME)
+    model = serializers.CharField(max_length=128, help_text="a model name, an alias (champion) or latest")
+    weight = serializers.FloatField(min_value=0, default=1.0)
+    instance_count = serializers.IntegerField(min_value=1, max_value=100, default=1)
+    shadow = serializers.BooleanField(default=False)
+
+
+class EndpointCreateInputSerializer(serializers.Serializer):
+    name = serializers.RegexField(VARIANT_NAME)
+    variants = VariantInputSerializer(many=True, allow_empty=False)
+
+
+class WeightsInputSerializer(serializers.Serializer):
+    weights = serializers.DictField(child=serializers.FloatField(min_value=0), allow_empty=False)
+    capacities = serializers.DictField(child=serializers.IntegerField(min_value=1, max_value=100), required=False)
+
+
+class AlarmsInputSerializer(serializers.Serializer):
+    max_error_rate = serializers.FloatField(min_value=0, max_value=1, required=False)
+    max_p99_ms = serializers.FloatField(min_value=0, required=False)
+    min_invocations = serializers.IntegerField(min_value=1, required=False)
+
+
+class DeploymentInputSerializer(serializers.Serializer):
+    model = serializers.CharField(max_length=128, help_text="a model name, an alias (champion) or latest")
+    variant = serializers.RegexField(VARIANT_NAME, default="AllTraffic")
+    policy = serializers.CharField(
+        max_length=64,
+        default="all",
+        help_text="all[:BAKE_S], canary:PCT:BAKE_S, linear:PCT:EVERY_S[:BAKE_S] or shadow:PCT",
+    )
+    alarms = AlarmsInputSerializer(required=False)
+
+
+class OperationOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = EndpointOperation
+        fields = [
+            "id", "kind", "endpoint_name", "params", "status", "progress", "message", "steps", "result", "error",
+            "stop_requested", "created_at", "started_at", "finished_at",
+        ]  # fmt: skip
+
+
+class EventOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = EndpointEvent
+        fields = ["at", "status", "message"]
+
+
+class EndpointDetailOutputSerializer(EndpointOutputSerializer):
+    history = serializers.SerializerMethodField()
+    operations = serializers.SerializerMethodField()
+
+    class Meta(EndpointOutputSerializer.Meta):
+        fields = [*EndpointOutputSerializer.Meta.fields, "history", "operations"]
+
+    @extend_schema_field(EventOutputSerializer(many=True))
+    def get_history(self, endpoint: Endpoint) -> list[dict]:
+        from deployments.selectors import endpoint_history
+
+        return EventOutputSerializer(endpoint_history(endpoint.name), many=True).data
+
+    @extend_schema_field(OperationOutputSerializer(many=True))
+    def get_operations(self, endpoint: Endpoint) -> list[dict]:
+        from deployments.selectors import operation_list
+
+        return OperationOutputSerializer(operation_list(endpoint.name, 10), many=True).data
 
 
 def first_error(errors: Any, where: str = "") -> str:

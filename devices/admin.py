@@ -6,9 +6,9 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from cloud.interfaces import DeviceCredentials
+from cloud.interfaces import BackendError, DeviceCredentials
 from devices import services
-from devices.models import Device, DeviceCertificate
+from devices.models import Device, DeviceCertificate, TopicRule
 
 _KIT_SESSION_KEY = "devices.kit.{}"
 _CERT_FIELDS = ("certificate_id", "fingerprint", "not_after", "status", "created_at")
@@ -27,20 +27,41 @@ class DeviceCertificateInline(admin.TabularInline):
 
 @admin.register(Device)
 class DeviceAdmin(admin.ModelAdmin):
-    list_display = ("name", "status", "latitude", "longitude", "created_at")
-    list_filter = ("status",)
+    list_display = ("name", "device_type", "status", "latitude", "longitude", "created_at")
+    list_filter = ("status", "device_type")
     search_fields = ("name",)
     inlines = [DeviceCertificateInline]
+    actions = ["disable_devices", "enable_devices"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Device | None = None) -> tuple:
-        # The name is the certificate's CN and the topic level: it cannot change after registration.
-        return ("name", "created_at") if obj else ()
+        # The name is the certificate's CN and the topic level; the status changes only through the actions,
+        # which also tell the broker.
+        return ("name", "status", "created_at") if obj else ("status",)
+
+    @admin.action(description="Disable (drop their connections, refuse new ones)")
+    def disable_devices(self, request: HttpRequest, queryset) -> None:
+        self._set_status(request, queryset, Device.Status.DISABLED)
+
+    @admin.action(description="Enable")
+    def enable_devices(self, request: HttpRequest, queryset) -> None:
+        self._set_status(request, queryset, Device.Status.ACTIVE)
+
+    def _set_status(self, request: HttpRequest, queryset, status: str) -> None:
+        try:
+            for device in queryset:
+                services.device_set_status(device, status)
+        except BackendError as exc:
+            self.message_user(request, f"stopped at {device.name}: {exc}", messages.ERROR)
+            return
+        self.message_user(request, f"{queryset.count()} device(s) {status}.", messages.SUCCESS)
 
     def save_model(self, request: HttpRequest, obj: Device, form, change: bool) -> None:
         if change:
             super().save_model(request, obj, form, change)
             return
-        device, credentials = services.device_register(obj.name, obj.latitude, obj.longitude, obj.attributes)
+        device, credentials = services.device_register(
+            obj.name, obj.latitude, obj.longitude, obj.attributes, device_type=obj.device_type
+        )
         # The admin goes on with obj (inlines, messages, redirect): make it the saved row.
         obj.pk, obj.created_at, obj._state.adding, obj._state.db = device.pk, device.created_at, False, device._state.db
         request.session[_KIT_SESSION_KEY.format(device.pk)] = {
@@ -89,7 +110,37 @@ class DeviceCertificateAdmin(admin.ModelAdmin):
     list_display = ("device", "certificate_id", "status", "not_after", "created_at")
     list_filter = ("status",)
     search_fields = ("device__name", "certificate_id", "fingerprint")
-    readonly_fields = ("device", *_CERT_FIELDS, "certificate_pem")
+    readonly_fields = ("device", *_CERT_FIELDS, "revoked_at", "certificate_pem")
+    actions = ["revoke_certificates"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    @admin.action(description="Revoke (for good; the broker drops their connections)")
+    def revoke_certificates(self, request: HttpRequest, queryset) -> None:
+        try:
+            for certificate in queryset.select_related("device"):
+                services.device_certificate_revoke(certificate)
+        except BackendError as exc:
+            self.message_user(request, f"stopped: {exc}", messages.ERROR)
+            return
+        self.message_user(request, f"{queryset.count()} certificate(s) revoked.", messages.SUCCESS)
+
+
+@admin.register(TopicRule)
+class TopicRuleAdmin(admin.ModelAdmin):
+    """The IoT rule + delivery stream the ingest applies (run_ingest --rule NAME; restart it after a change)."""
+
+    list_display = ("name", "enabled", "where", "buffer_size_mb", "buffer_interval_s", "updated_at")
+    readonly_fields = ("sql", "updated_at")
+    fields = (
+        "name",
+        "enabled",
+        "where",
+        "sql",
+        "buffer_size_mb",
+        "buffer_interval_s",
+        "prefix",
+        "error_output_prefix",
+        "updated_at",
+    )

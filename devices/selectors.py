@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
+from django.db import DatabaseError
 from django.db.models import QuerySet
 
-from devices.models import Device
+from devices.models import Device, DeviceCertificate, TopicRule
+
+log = logging.getLogger("devices")
 
 
 def device_list() -> QuerySet[Device]:
@@ -26,3 +31,22 @@ def device_get(name_or_id: str | int) -> Device:
         if name_or_id.isdigit():
             return devices.get(pk=int(name_or_id))
         raise
+
+
+def device_names_active() -> list[str]:
+    """Return the names of the devices whose status is active (what the ingest accepts telemetry from)."""
+    return list(Device.objects.filter(status=Device.Status.ACTIVE).values_list("name", flat=True))
+
+
+def certificate_get(certificate_id: str) -> DeviceCertificate:
+    """Return the certificate with this id, with its device. Raises DeviceCertificate.DoesNotExist."""
+    return DeviceCertificate.objects.select_related("device").get(certificate_id=certificate_id)
+
+
+def topic_rule_get(name: str) -> TopicRule | None:
+    """Return the enabled topic rule named name, or None when there is none (or the database is not set up)."""
+    try:
+        return TopicRule.objects.filter(name=name, enabled=True).first()
+    except DatabaseError as exc:  # e.g. an ingest started before migrate: run with the defaults
+        log.warning("cannot read topic rule %r (%s); using the defaults", name, exc)
+        return None

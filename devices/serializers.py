@@ -7,6 +7,7 @@ from devices.models import THING_NAME_VALIDATOR, Device, DeviceCertificate
 
 class DeviceCreateInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=128, validators=[THING_NAME_VALIDATOR])
+    device_type = serializers.CharField(max_length=64, required=False, default="", allow_blank=True)
     latitude = serializers.FloatField(required=False, allow_null=True, min_value=-90, max_value=90)
     longitude = serializers.FloatField(required=False, allow_null=True, min_value=-180, max_value=180)
     attributes = serializers.DictField(required=False, default=dict)
@@ -15,7 +16,7 @@ class DeviceCreateInputSerializer(serializers.Serializer):
 class CertificateOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = DeviceCertificate
-        fields = ["certificate_id", "fingerprint", "not_after", "status", "created_at"]
+        fields = ["certificate_id", "fingerprint", "not_after", "status", "created_at", "revoked_at"]
 
 
 class DeviceOutputSerializer(serializers.ModelSerializer):
@@ -27,6 +28,7 @@ class DeviceOutputSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "name",
+            "device_type",
             "status",
             "latitude",
             "longitude",
@@ -53,3 +55,20 @@ class DeviceCreateOutputSerializer(DeviceOutputSerializer):
 
     class Meta(DeviceOutputSerializer.Meta):
         fields = [*DeviceOutputSerializer.Meta.fields, "kit"]
+
+
+class DeviceStatusInputSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Device.Status.choices)
+
+
+class CertificateRotateOutputSerializer(CertificateOutputSerializer):
+    kit = DeviceKitOutputSerializer(read_only=True)
+
+    class Meta(CertificateOutputSerializer.Meta):
+        fields = [*CertificateOutputSerializer.Meta.fields, "kit"]
+
+
+class DevicesBulkInputSerializer(serializers.Serializer):
+    file = serializers.FileField(
+        help_text="CSV with a header: name (required), device_type, latitude, longitude; other columns are attributes"
+    )

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from cloud.backends import get_backend
 from cloud.interfaces import DeviceCredentials
@@ -32,13 +35,16 @@ def device_register(
     latitude: float | None = None,
     longitude: float | None = None,
     attributes: dict[str, Any] | None = None,
+    device_type: str = "",
 ) -> tuple[Device, DeviceCredentials]:
     """Create a Device and its first certificate; return both (the credentials hold the only copy of the key).
 
-    Raises ValidationError for a bad or duplicate name or position, BackendError when the identity
-    backend cannot issue the certificate (then nothing is saved).
+    Raises ValidationError for a bad, reserved or duplicate name or position, BackendError when the
+    identity backend cannot issue the certificate (then nothing is saved).
     """
-    device = Device(name=name, latitude=latitude, longitude=longitude, attributes=attributes or {})
+    device = Device(
+        name=name, latitude=latitude, longitude=longitude, attributes=attributes or {}, device_type=device_type
+    )
     _validate_position(latitude, longitude)
     device.full_clean()
     # Issued before saving: if issuing fails nothing is stored; if saving fails we raise before the key leaks.
@@ -113,4 +119,134 @@ def device_kit_zip(device: Device, credentials: DeviceCredentials) -> bytes:
         kit_dir = device_kit_write(device, credentials, Path(tmp) / folder, command_dir=f"./{folder}")
         for path in sorted(kit_dir.iterdir()):
             archive.write(path, f"{folder}/{path.name}")
+    return buffer.getvalue()
+
+
+# --- certificates: rotation, revocation; disabling a device ---------------------------------
+def device_certificate_rotate(device: Device) -> tuple[DeviceCertificate, DeviceCredentials]:
+    """Issue and record a new certificate for device while its others keep working; return the row and the key.
+
+    Raises ValidationError for a disabled device, BackendError when the backend cannot issue.
+    """
+    if device.status != Device.Status.ACTIVE:
+        raise ValidationError(f"{device.name} is disabled: enable it before issuing a certificate.")
+    credentials = get_backend("identity").issue_certificate(device.name)
+    return device_certificate_add(device, credentials), credentials
+
+
+def device_certificate_revoke(certificate: DeviceCertificate) -> DeviceCertificate:
+    """Revoke the certificate for good: the broker refuses it and drops its device's live connections.
+
+    Returns the updated row (revoking twice is a no-op). Raises BackendError from the backend.
+    """
+    if certificate.status == DeviceCertificate.Status.REVOKED:
+        return certificate
+    get_backend("identity").set_certificate_state(certificate.device.name, certificate.certificate_id, "REVOKED")
+    certificate.status, certificate.revoked_at = DeviceCertificate.Status.REVOKED, timezone.now()
+    certificate.save(update_fields=["status", "revoked_at"])
+    return certificate
+
+
+def device_set_status(device: Device, status: str) -> Device:
+    """Disable (every active certificate INACTIVE, live connections dropped) or enable the device; return it.
+
+    The registry changes first for a disable (the ingest stops accepting its telemetry), last for
+    an enable. Raises ValueError for an unknown status, BackendError from the backend.
+    """
+    if status not in Device.Status.values:
+        raise ValueError(f"unknown device status {status!r}")
+    if device.status == status:
+        return device
+    state = "ACTIVE" if status == Device.Status.ACTIVE else "INACTIVE"
+    identity = get_backend("identity")
+    for certificate in device.certificates.filter(status=DeviceCertificate.Status.ACTIVE):
+        identity.set_certificate_state(device.name, certificate.certificate_id, state)
+    device.status = status
+    device.save(update_fields=["status"])
+    return device
+
+
+# --- bulk registration from CSV ------------------------------------------------------------
+CSV_COLUMNS = ("name", "device_type", "latitude", "longitude")
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    """One validated CSV row: the arguments of device_register."""
+
+    name: str
+    device_type: str
+    latitude: float | None
+    longitude: float | None
+    attributes: dict[str, str]
+
+
+def devices_parse_csv(text: str) -> list[DeviceRow]:
+    """Return the rows of a CSV with a header: name (required), device_type, latitude, longitude; others are attributes.
+
+    Raises ValidationError naming every bad line (a bad number, a missing, reserved or repeated
+    name, a name already registered) so that nothing is registered from a file with an error.
+    """
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    if not reader.fieldnames or "name" not in [f.strip() for f in reader.fieldnames]:
+        raise ValidationError("the CSV needs a header line with a 'name' column")
+    rows, problems, seen = [], [], set()
+    for line, raw in enumerate(reader, start=2):
+        try:
+            row = _device_row(raw)
+            if row.name in seen:
+                raise ValidationError(f"{row.name!r} appears twice")
+            seen.add(row.name)
+            rows.append(row)
+        except ValidationError as exc:
+            problems.append(f"line {line}: {'; '.join(exc.messages)}")
+    taken = set(Device.objects.filter(name__in=seen).values_list("name", flat=True))
+    problems += [f"{name!r} is already registered" for name in sorted(taken)]
+    if problems or not rows:
+        raise ValidationError(problems or ["the CSV holds no devices"])
+    return rows
+
+
+def _device_row(raw: dict[str | None, Any]) -> DeviceRow:
+    values = {(key or "").strip(): (value or "").strip() for key, value in raw.items() if isinstance(value, str)}
+    if None in raw:
+        raise ValidationError("more values than header columns")
+    device = Device(name=values.get("name", ""), device_type=values.get("device_type", ""))
+    device.full_clean(exclude=["latitude", "longitude", "attributes", "status"], validate_unique=False)
+    latitude, longitude = _number(values, "latitude"), _number(values, "longitude")
+    _validate_position(latitude, longitude)
+    attributes = {k: v for k, v in values.items() if k not in CSV_COLUMNS and k and v}
+    return DeviceRow(device.name, device.device_type, latitude, longitude, attributes)
+
+
+def _number(values: dict[str, str], column: str) -> float | None:
+    text = values.get(column, "")
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError as exc:
+        raise ValidationError(f"{column} {text!r} is not a number") from exc
+
+
+def devices_register_bulk(rows: list[DeviceRow]) -> list[tuple[Device, DeviceCredentials]]:
+    """Register every row (see devices_parse_csv) and return the devices with their credentials, in order.
+
+    Raises ValidationError or BackendError from device_register; the devices registered before the
+    failing row stay registered (their keys are lost with the exception, so issue them new kits).
+    """
+    return [
+        device_register(row.name, row.latitude, row.longitude, row.attributes, device_type=row.device_type)
+        for row in rows
+    ]
+
+
+def devices_kits_zip(registered: list[tuple[Device, DeviceCredentials]]) -> bytes:
+    """Return one zip holding a <name>-kit/ folder per registered device."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for device, credentials in registered:
+            with zipfile.ZipFile(io.BytesIO(device_kit_zip(device, credentials))) as single:
+                for info in single.infolist():
+                    archive.writestr(info, single.read(info))
     return buffer.getvalue()

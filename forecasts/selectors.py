@@ -95,6 +95,31 @@ def readings_recent(
     return readings
 
 
+EXPORT_MAX_ROWS = 5_000_000
+
+
+def readings_export(
+    device_name: str, start: datetime | None, end: datetime | None, metrics: list[str] | None = None
+) -> QueryResult:
+    """Return the device's readings in [start, end] (default: the last 24 h), oldest first, for export.
+
+    Columns: timestamp, received_at, message_id and the metrics (default: all). At most EXPORT_MAX_ROWS rows.
+    Raises ValueError for an unknown metric or a start after end; BackendError when the query fails.
+    """
+    metrics = list(metrics) if metrics else telemetry_metrics()
+    _check_metrics(metrics)
+    end = end or timezone.now()
+    start = start or end - timedelta(hours=24)
+    if start > end:
+        raise ValueError("start must not be after end")
+    columns = ", ".join(['"timestamp"', "received_at", "message_id", *(f'"{name}"' for name in metrics)])
+    return _query(
+        f'SELECT {columns} FROM telemetry_live WHERE device_id = ? AND "timestamp" >= ? AND "timestamp" <= ? '
+        'AND date BETWEEN ? AND ? ORDER BY "timestamp", message_id LIMIT ?',
+        [device_name, start, end, *_date_bounds(start, end), EXPORT_MAX_ROWS],
+    )
+
+
 def _freq_seconds(freq: str) -> int:
     """Return a fixed pandas frequency ("h", "5min", "D") in whole seconds; raise ValueError otherwise."""
     try:

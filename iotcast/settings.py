@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "forecasts",
     "deployments",
     "dashboard",
+    "alarms",
     "iotcast",
 ]
 
@@ -86,7 +87,10 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "IoTCast API",
     "DESCRIPTION": "Devices, readings and DeepAR forecasts (SageMaker Runtime compatible invocations).",
     "VERSION": "1.0.0",
-    "ENUM_NAME_OVERRIDES": {"DeviceStatusEnum": "devices.models.Device.Status"},
+    "ENUM_NAME_OVERRIDES": {
+        "DeviceStatusEnum": "devices.models.Device.Status",
+        "CertificateStatusEnum": "devices.models.DeviceCertificate.Status",
+    },
 }
 
 # --- Celery on Redis -------------------------------------------------------
@@ -100,8 +104,10 @@ CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 5
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 PIPELINE_INTERVAL_S = env_int("IOTCAST_PIPELINE_INTERVAL_S", 120, minimum=5)
 TRAIN_INTERVAL_S = env_int("IOTCAST_TRAIN_INTERVAL_S", 3600, minimum=30)
+ALARM_INTERVAL_S = env_int("IOTCAST_ALARM_INTERVAL_S", 60, minimum=5)
 CELERY_BEAT_SCHEDULE = {
     "pipeline-cycle": {"task": "forecasts.tasks.pipeline_cycle", "schedule": float(PIPELINE_INTERVAL_S)},
+    "alarms-evaluate": {"task": "alarms.tasks.evaluate_alarms", "schedule": float(ALARM_INTERVAL_S)},
 }
 
 # --- Data plane ------------------------------------------------------------
@@ -114,6 +120,8 @@ ENDPOINT_SERVER_URL = env_str("IOTCAST_ENDPOINT_SERVER_URL", "http://127.0.0.1:8
 LAKE_URL = env_str("IOTCAST_LAKE_URL", f"file://{STATE_DIR / 'lake'}")
 AWS_REGION = env_str("AWS_REGION", env_str("AWS_DEFAULT_REGION", "us-east-1"))
 DEFAULT_ENDPOINT_NAME = env_str("IOTCAST_ENDPOINT_NAME", "iotcast-deepar")
+# Invocations per API token through the REST proxy (DRF rate: N/s, N/min, N/hour).
+ENDPOINT_INVOKE_THROTTLE_RATE = env_str("IOTCAST_API_THROTTLE_RATE", "6000/min")
 
 # --- Cloud backends, shaped like Django's STORAGES --------------------------
 CLOUD_BACKEND = env_choice("IOTCAST_CLOUD_BACKEND", "local", ("local", "aws"))

@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/v1/", include("devices.urls")),
     path("api/v1/", include("forecasts.urls")),
     path("api/v1/", include("deployments.urls")),
+    path("api/v1/", include("forecasts.training_api_urls")),
     # Operator pages that belong to one pipeline stage live with that stage's app.
     path("fleet/", include("devices.web_urls")),
     path("lake/", include("forecasts.lake_web_urls")),

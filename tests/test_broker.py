@@ -2,11 +2,21 @@
 
 import json
 import stat
+import threading
+import time
 
 import pytest
+from cryptography import x509
 
 from cloud.local.identity import LocalCertificateAuthority
-from dataplane.broker import INGEST_SHARED_SUBSCRIPTION, BrokerError, BrokerHandle, start_broker, write_broker_config
+from dataplane.broker import (
+    INGEST_SHARED_SUBSCRIPTION,
+    BrokerControl,
+    BrokerError,
+    BrokerHandle,
+    start_broker,
+    write_broker_config,
+)
 from dataplane.ports import free_port, port_open
 from device_agent.kit import write_kit
 from tests.fixtures.broker import Subscriber
@@ -156,3 +166,87 @@ def test_config_keeps_root_only_when_started_as_root(tmp_path, monkeypatch):
 
 def _authority(tmp_path) -> LocalCertificateAuthority:
     return LocalCertificateAuthority(str(tmp_path / "ca"), "127.0.0.1", 18883)
+
+
+# --- revocation on the running broker ---------------------------------------------------
+class _Watched:
+    """A connected device client whose disconnection is observable."""
+
+    def __init__(self, mqtt_broker, kit, client_id: str) -> None:
+        self.client = mqtt_broker.client(kit, client_id)
+        self.dropped = threading.Event()
+        self.connected = mqtt_broker.connect(self.client, timeout=3)
+        self.client.on_disconnect = lambda *args: self.dropped.set()
+        # paho would reconnect on its own; a dropped client must stay dropped to be observed.
+        self.client.reconnect_delay_set(60, 60)
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_revoking_a_certificate_drops_the_live_connection_and_refuses_the_next(mqtt_broker):
+    kit = mqtt_broker.device_kit("revokee")
+    live = _Watched(mqtt_broker, kit, "revokee")
+    try:
+        assert live.connected
+        started = time.monotonic()
+        mqtt_broker.authority.set_certificate_state("revokee", mqtt_broker.certificate_id(kit), "REVOKED")
+        assert live.dropped.wait(5), "the revoked device's live connection was not dropped"
+        assert time.monotonic() - started < 5
+        assert not mqtt_broker.connect(mqtt_broker.client(kit, "revokee"), timeout=2)
+    finally:
+        live.stop()
+    # Another device of the same CA is unaffected.
+    assert mqtt_broker.connect(mqtt_broker.client(mqtt_broker.device_kit("bystander"), "bystander"))
+
+
+def test_an_inactive_certificate_is_refused_until_activated_again(mqtt_broker):
+    kit = mqtt_broker.device_kit("on-hold")
+    certificate_id = mqtt_broker.certificate_id(kit)
+    authority = mqtt_broker.authority
+    authority.set_certificate_state("on-hold", certificate_id, "INACTIVE")
+    assert not mqtt_broker.connect(mqtt_broker.client(kit, "on-hold"), timeout=2)
+    authority.set_certificate_state("on-hold", certificate_id, "ACTIVE")
+    # The broker re-read the CRL: the hold is gone, not merely added to an older list.
+    client = mqtt_broker.client(kit, "on-hold")
+    assert mqtt_broker.connect(client, timeout=3)
+    client.disconnect()
+    client.loop_stop()
+    authority.set_certificate_state("on-hold", certificate_id, "REVOKED")
+    with pytest.raises(ValueError, match="cannot come back"):
+        authority.set_certificate_state("on-hold", certificate_id, "ACTIVE")
+
+
+def test_rotation_keeps_the_new_certificate_working_after_the_old_is_revoked(mqtt_broker):
+    old = mqtt_broker.device_kit("rotator")
+    new = mqtt_broker.device_kit("rotator")  # a second certificate for the same thing
+    assert mqtt_broker.connect(mqtt_broker.client(new, "rotator-new"))
+    mqtt_broker.authority.set_certificate_state("rotator", mqtt_broker.certificate_id(old), "REVOKED")
+    assert not mqtt_broker.connect(mqtt_broker.client(old, "rotator-old"), timeout=2)
+    client = mqtt_broker.client(new, "rotator-new-2")
+    assert mqtt_broker.connect(client)
+    client.disconnect()
+    client.loop_stop()
+
+
+def test_broker_control_without_a_running_broker_does_nothing(tmp_path):
+    authority = _authority(tmp_path)
+    control = BrokerControl.for_authority(authority)
+    assert control.reload() is False
+    assert control.kick("nobody") is False
+    # The CRL still changes: a broker started later reads it.
+    credentials = authority.register_thing("offline")
+    authority.set_certificate_state("offline", credentials.certificate_id, "REVOKED")
+    assert authority.revoked_serials() == {credentials.certificate_id: "REVOKED"}
+    crl = x509.load_pem_x509_crl(authority.crl_path.read_bytes())
+    assert crl.get_revoked_certificate_by_serial_number(int(credentials.certificate_id, 16)) is not None
+
+
+def test_config_checks_the_cas_crl_and_lets_only_the_admin_use_the_control_topic(tmp_path):
+    authority = _authority(tmp_path)
+    text = write_broker_config(tmp_path, 18883, authority).read_text()
+    assert f"crlfile {authority.crl_path}" in text
+    assert "pid_file " in text
+    acl = (tmp_path / "broker" / "acl").read_text()
+    assert "user iotcast-admin\ntopic readwrite $CONTROL/dynamic-security/v1/#" in acl

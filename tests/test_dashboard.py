@@ -287,7 +287,7 @@ def test_non_staff_cannot_start_training_or_deploy(signed_in, lake, django_captu
             assert signed_in.post(reverse("dashboard:pipeline_start", args=[kind])).status_code == 403
     assert not PipelineRun.objects.exists() and not callbacks
     page = signed_in.get(reverse("dashboard:pipeline")).content.decode()
-    assert 'title="Only staff may start train runs"' in page
+    assert 'title="Only admins may start train runs"' in page
 
 
 def test_staff_can_start_training(client, staff, lake, django_capture_on_commit_callbacks):
@@ -370,3 +370,156 @@ def test_template_helpers_format_values_units_and_times():
     html = when(datetime(2026, 11, 27, 21, 0, tzinfo=UTC))
     assert 'datetime="2026-11-27T21:00:00Z"' in html and "2026-11-27 21:00:00 UTC" in html
     assert "never" in when(None)
+
+
+# --- roles -------------------------------------------------------------------------
+
+
+def test_roles_admin_is_staff_superuser_or_admin_group(user, staff):
+    from django.contrib.auth.models import AnonymousUser, Group
+
+    from dashboard.roles import is_admin, is_operator, role_name
+
+    assert (is_operator(user), is_admin(user), role_name(user)) == (True, False, "operator")
+    assert (is_admin(staff), role_name(staff)) == (True, "admin")
+    assert role_name(AnonymousUser()) == "" and not is_operator(AnonymousUser())
+    assert Group.objects.filter(name__in=["operator", "admin"]).count() == 2  # created by the migration
+    user.groups.add(Group.objects.get(name="admin"))
+    assert is_admin(get_user_model().objects.get(pk=user.pk))
+
+
+# --- alarms --------------------------------------------------------------------------
+
+
+def pm_rule(**fields):
+    from alarms.models import AlarmRule
+
+    values = {"name": "PM high", "metric": "particulate_matter", "threshold": 50.0, "duration_minutes": 10}
+    return AlarmRule.objects.create(**{**values, **fields})
+
+
+def write_pm(lake, device_name: str, minutes_ago_to_value: dict[int, float]) -> None:
+    from tests.telemetry_helpers import put_raw, reading
+
+    now = timezone.now()
+    put_raw(
+        lake,
+        [
+            reading(device_name, now - timedelta(minutes=m), particulate_matter=v)
+            for m, v in minutes_ago_to_value.items()
+        ],
+    )
+
+
+def test_a_threshold_alarm_needs_the_whole_duration_and_clears_when_it_ends(lake, device):
+    from alarms.models import Alarm
+    from alarms.services import alarms_evaluate
+
+    rule = pm_rule()
+    write_pm(lake, device.name, {12: 20.0, 6: 70.0, 3: 75.0, 0: 80.0})  # crossing for 6 minutes only
+    assert alarms_evaluate()["raised"] == 0
+    write_pm(lake, device.name, {11: 60.0, 9: 65.0})  # now crossing since 11 minutes ago
+    assert alarms_evaluate() == {"rules": 1, "raised": 1, "cleared": 0, "errors": 0}
+    alarm = Alarm.objects.get()
+    assert alarm.status == "active_unack" and alarm.value == 80.0
+    assert alarm.message == "Particulate matter (PM) 80 µg/m³ > 50 µg/m³ for 10 min"
+    assert alarms_evaluate()["raised"] == 0 and Alarm.objects.count() == 1  # evaluating again changes nothing
+
+    write_pm(lake, device.name, {0: 10.0})
+    assert alarms_evaluate()["cleared"] == 1
+    alarm.refresh_from_db()
+    assert alarm.status == "cleared_unack" and alarm.cleared_by is None
+    rule.refresh_from_db()
+    assert rule.last_evaluated_at is not None and rule.last_error == ""
+
+
+def test_a_device_without_fresh_readings_is_not_judged(lake, device):
+    from alarms.services import threshold_verdict
+
+    rule = pm_rule(duration_minutes=0)
+    write_pm(lake, device.name, {30: 99.0})  # stale: older than 5 minutes
+    assert threshold_verdict(rule, device.name, timezone.now()).holds is None
+    write_pm(lake, device.name, {1: 99.0})
+    assert threshold_verdict(rule, device.name, timezone.now()).holds is True
+    assert threshold_verdict(pm_rule(operator="lt"), device.name, timezone.now()).holds is False
+
+
+def test_a_forecast_rule_without_a_model_records_why_it_cannot_judge(lake, device):
+    from alarms.models import Alarm
+    from alarms.services import alarms_evaluate
+
+    rule = pm_rule(kind="forecast", metric="ozone", quantile="0.9")
+    assert alarms_evaluate() == {"rules": 1, "raised": 0, "cleared": 0, "errors": 1}
+    rule.refresh_from_db()
+    assert rule.last_error.startswith("aq-test-01: ") and not Alarm.objects.exists()
+
+
+def test_operators_acknowledge_and_clear_but_only_admins_manage_rules(client, user, staff, lake, device):
+    from alarms.models import Alarm, AlarmRule
+
+    rule = pm_rule()
+    alarm = Alarm.objects.create(rule=rule, device=device, severity="major", value=80.0, message="PM high")
+    client.force_login(user)
+    page = client.get(reverse("dashboard:alarms")).content.decode()
+    assert "PM high" in page and "New rule" not in page and "Acknowledge" in page
+    form = {"name": "x", "kind": "threshold", "metric": "ozone", "operator": "gt", "threshold": "1",
+            "duration_minutes": "0", "quantile": "0.9", "severity": "minor"}  # fmt: skip
+    assert client.post(reverse("dashboard:alarm_rule_create"), form).status_code == 403
+    assert client.post(reverse("dashboard:alarm_rule_delete", args=[rule.pk])).status_code == 403
+    assert client.post(reverse("dashboard:alarm_rule_toggle", args=[rule.pk])).status_code == 403
+    device_page = reverse("dashboard:device", args=[device.pk])
+    response = client.post(reverse("dashboard:alarm_acknowledge", args=[alarm.pk]), {"next": device_page})
+    assert response.status_code == 302 and response["Location"] == device_page
+    evil = client.post(reverse("dashboard:alarm_clear", args=[alarm.pk]), {"next": "https://evil.example/"})
+    assert evil["Location"] == reverse("dashboard:alarms")
+    alarm.refresh_from_db()
+    assert alarm.status == "cleared_ack" and alarm.acknowledged_by == user and alarm.cleared_by == user
+
+    client.force_login(staff)
+    assert "New rule" in client.get(reverse("dashboard:alarms")).content.decode()
+    assert client.post(reverse("dashboard:alarm_rule_create"), {**form, "threshold": "abc"}).status_code == 400
+    assert client.post(reverse("dashboard:alarm_rule_create"), form).status_code == 302
+    assert AlarmRule.objects.filter(name="x", metric="ozone").exists()
+
+
+def test_alarm_pages_need_login_and_beat_evaluates_them(client, settings):
+    assert client.get(reverse("dashboard:alarms"))["Location"].startswith(reverse("login"))
+    assert client.post(reverse("dashboard:alarms_evaluate")).status_code == 302
+    entry = settings.CELERY_BEAT_SCHEDULE["alarms-evaluate"]
+    assert entry["task"] == "alarms.tasks.evaluate_alarms"
+    from alarms.tasks import evaluate_alarms
+
+    assert evaluate_alarms.time_limit > evaluate_alarms.soft_time_limit
+
+
+# --- devices list, device page extras, overview ----------------------------------------
+
+
+def test_devices_page_lists_rate_and_maps_located_devices(signed_in, lake, device):
+    write_raw(lake, "aq-test-01", [timezone.now() - timedelta(seconds=30 * i) for i in range(1, 7)])
+    text = signed_in.get(reverse("dashboard:devices")).content.decode()
+    assert "0.10 /min" in text and 'id="device-search"' in text and 'data-sort="number"' in text
+    assert '"name": "aq-test-01", "lat": 56.2, "lon": 10.25, "online": true' in text
+    topojson = signed_in.get(reverse("dashboard:topojson", args=["world_110m"])).json()
+    assert topojson["type"] == "Topology" and topojson["objects"]["land"]["geometries"] == []
+
+
+def test_device_page_shows_alarms_export_link_and_json_aggregates(signed_in, lake, device):
+    now = timezone.now()
+    write_raw(lake, "aq-test-01", [now - timedelta(minutes=3), now - timedelta(minutes=2), now - timedelta(minutes=1)])
+    text = signed_in.get(reverse("dashboard:device", args=[device.pk])).content.decode()
+    assert f'href="/api/v1/devices/{device.pk}/readings?format=csv"' in text and 'id="device-alarms"' in text
+    data = signed_in.get(reverse("dashboard:device_readings", args=[device.pk])).json()
+    assert data["aggregates"]["ozone"] == {"min": 40.0, "max": 42.0, "mean": 41.0, "count": 3}
+
+
+def test_overview_shows_online_counts_rate_health_and_alarms(signed_in, lake, device):
+    from alarms.models import Alarm
+
+    Alarm.objects.create(rule=pm_rule(), device=device, severity="critical", value=90.0, message="PM 90 > 50")
+    write_raw(lake, "aq-test-01", [timezone.now() - timedelta(seconds=30)])
+    text = signed_in.get(reverse("dashboard:overview")).content.decode()
+    assert '1<span class="stat-of"> / 1</span>' in text and "(0 offline" in text
+    assert 'id="overview-alarms"' in text and "PM 90 &gt; 50" in text
+    assert f'data-health-url="{reverse("healthz")}"' in text and "newest reading reached the lake" in text
+    assert '<span class="count" title="active alarms">1</span>' in text

@@ -4,6 +4,7 @@ import io
 import json
 import subprocess
 import sys
+import threading
 import zipfile
 from pathlib import Path
 
@@ -12,13 +13,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from cloud.backends import get_backend
 from devices.models import Device, DeviceCertificate
-from devices.selectors import device_get, device_list
-from devices.services import device_register
+from devices.selectors import device_get, device_list, device_names_active
+from devices.services import device_kit_write, device_register, devices_parse_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.django_db
@@ -193,3 +195,126 @@ def test_admin_registration_issues_a_certificate_and_offers_the_kit_once(identit
     names = zipfile.ZipFile(io.BytesIO(kit.content)).namelist()
     assert "admin-1-kit/private.pem.key" in names and "admin-1-kit/kit.json" in names
     assert client.get(f"/admin/devices/device/{device.pk}/kit/").status_code == 302  # the key is gone now
+
+
+# --- rotation, revocation, disabling (on the running test broker) ----------------------------------
+def _kit_from_zip(content: bytes, out: Path) -> Path:
+    with zipfile.ZipFile(io.BytesIO(content)) as archive:
+        archive.extractall(out)
+        [folder] = {name.split("/")[0] for name in archive.namelist()}
+    return out / folder
+
+
+def _connects(mqtt_broker, kit: Path, client_id: str) -> bool:
+    client = mqtt_broker.client(kit, client_id)
+    accepted = mqtt_broker.connect(client, timeout=2)
+    if accepted:
+        client.disconnect()
+        client.loop_stop()
+    return accepted
+
+
+def test_api_kit_zip_issues_a_working_certificate_and_rotation_keeps_the_old_one(identity, api, mqtt_broker, tmp_path):
+    device, credentials = device_register("kit-zip-1")
+    first = device_kit_write(device, credentials, tmp_path / "first")
+    response = api.post(f"/api/v1/devices/{device.pk}/kit/")
+    assert response.status_code == 200 and response["Content-Type"] == "application/zip"
+    second = _kit_from_zip(response.content, tmp_path / "second")
+    assert second.name == "kit-zip-1-kit"
+    assert json.loads((second / "kit.json").read_text())["topic"] == "dt/iotcast/kit-zip-1/telemetry"
+    assert device.certificates.filter(status="active").count() == 2
+    assert _connects(mqtt_broker, second, "kit-zip-1") and _connects(mqtt_broker, first, "kit-zip-1")
+
+    rotated = api.post(f"/api/v1/devices/{device.pk}/certificates/")
+    assert rotated.status_code == 201 and "PRIVATE KEY" in rotated.json()["kit"]["private_key_pem"]
+    assert device.certificates.count() == 3
+
+
+def test_api_revocation_refuses_the_certificate_and_keeps_the_others(identity, api, mqtt_broker, tmp_path):
+    device, credentials = device_register("revoke-api-1")
+    old = device_kit_write(device, credentials, tmp_path / "old")
+    new = _kit_from_zip(api.post(f"/api/v1/devices/{device.pk}/kit/").content, tmp_path / "new")
+    response = api.post(f"/api/v1/certificates/{credentials.certificate_id}/revoke/")
+    assert response.status_code == 200 and response.json()["status"] == "revoked"
+    assert response.json()["revoked_at"]
+    assert not _connects(mqtt_broker, old, "revoke-api-1")
+    assert _connects(mqtt_broker, new, "revoke-api-1")
+    assert api.post(f"/api/v1/certificates/{credentials.certificate_id}/revoke/").status_code == 200  # idempotent
+    assert api.post("/api/v1/certificates/ffff/revoke/").status_code == 404
+
+
+def test_api_disabling_a_device_drops_it_and_enabling_lets_it_back(identity, api, mqtt_broker, tmp_path):
+    device, credentials = device_register("disable-api-1")
+    kit = device_kit_write(device, credentials, tmp_path / "kit")
+    live = mqtt_broker.client(kit, "disable-api-1")
+    assert mqtt_broker.connect(live)
+    dropped = threading.Event()
+    live.on_disconnect = lambda *args: dropped.set()
+    live.reconnect_delay_set(60, 60)
+    try:
+        response = api.post(f"/api/v1/devices/{device.pk}/status/", {"status": "disabled"}, format="json")
+        assert response.status_code == 200 and response.json()["status"] == "disabled"
+        assert dropped.wait(5), "the disabled device's live connection was not dropped"
+    finally:
+        live.loop_stop()
+    assert not _connects(mqtt_broker, kit, "disable-api-1")
+    assert device_names_active() == []
+    assert (
+        api.post(f"/api/v1/devices/{device.pk}/certificates/").status_code == 400
+    )  # no new certificate while disabled
+    assert api.post(f"/api/v1/devices/{device.pk}/status/", {"status": "active"}, format="json").status_code == 200
+    assert _connects(mqtt_broker, kit, "disable-api-1")
+    assert device_names_active() == ["disable-api-1"]
+    assert api.post(f"/api/v1/devices/{device.pk}/status/", {"status": "gone"}, format="json").status_code == 400
+
+
+# --- bulk registration ------------------------------------------------------------------------------
+BULK_CSV = "name,device_type,latitude,longitude,site\nbulk-1,air-quality,56.1,10.2,harbour\nbulk-2,,,,\n"
+
+
+def test_api_bulk_registration_returns_every_kit(identity, api, mqtt_broker, tmp_path):
+    upload = SimpleUploadedFile("devices.csv", BULK_CSV.encode(), content_type="text/csv")
+    response = api.post("/api/v1/devices/bulk/", {"file": upload}, format="multipart")
+    assert response.status_code == 201, response.content[:500]
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        assert {name.split("/")[0] for name in archive.namelist()} == {"bulk-1-kit", "bulk-2-kit"}
+        archive.extractall(tmp_path)
+    first = Device.objects.get(name="bulk-1")
+    assert (first.device_type, first.latitude, first.attributes) == ("air-quality", 56.1, {"site": "harbour"})
+    assert _connects(mqtt_broker, tmp_path / "bulk-2-kit", "bulk-2")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name\nok-1\nbad name\n", "line 3"),
+        ("name,latitude\nok-1,north\n", "not a number"),
+        ("name\nok-1\nok-1\n", "appears twice"),
+        ("name\niotcast-ingest\n", "reserved"),
+        ("site\nharbour\n", "'name' column"),
+        ("name\n", "no devices"),
+    ],
+)
+def test_bulk_registration_with_any_bad_line_registers_nothing(identity, text, message):
+    with pytest.raises(ValidationError, match=message):
+        devices_parse_csv(text)
+    assert not Device.objects.exists()
+
+
+def test_bulk_registration_refuses_names_already_registered(identity, api):
+    device_register("bulk-1")
+    upload = SimpleUploadedFile("devices.csv", BULK_CSV.encode(), content_type="text/csv")
+    response = api.post("/api/v1/devices/bulk/", {"file": upload}, format="multipart")
+    assert response.status_code == 400 and "already registered" in response.content.decode()
+    assert list(Device.objects.values_list("name", flat=True)) == ["bulk-1"]
+
+
+def test_register_devices_command_writes_one_kit_per_row(identity, tmp_path):
+    csv_path = tmp_path / "devices.csv"
+    csv_path.write_text(BULK_CSV)
+    out = io.StringIO()
+    call_command("register_devices", str(csv_path), "--out", str(tmp_path / "kits"), stdout=out)
+    assert (tmp_path / "kits" / "bulk-1-kit" / "private.pem.key").exists()
+    assert "registered 2 device(s)" in out.getvalue()
+    with pytest.raises(CommandError, match="already registered"):
+        call_command("register_devices", str(csv_path), "--out", str(tmp_path / "again"))

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
+import time
 import urllib.request
 from collections import Counter
 
@@ -162,3 +166,112 @@ def test_unreachable_server_is_backend_unavailable():
         hosting.invoke("demo", b"{}")
     with pytest.raises(BackendUnavailable):
         hosting.ping()
+
+
+def test_custom_attributes_seed_makes_forecasts_reproducible(runtime, tiny_model):
+    body = request_body(tiny_model, {"num_samples": 10, "output_types": ["samples"]})
+
+    def ask(seed: int) -> dict:
+        response = runtime.invoke_endpoint(EndpointName="demo", Body=body, CustomAttributes=f"trace=1,seed={seed}")
+        assert response["CustomAttributes"] == f"trace=1,seed={seed}"
+        return json.loads(response["Body"].read())
+
+    assert ask(7) == ask(7) and ask(7) != ask(8)
+
+
+def test_bad_input_is_a_clear_400_and_the_server_keeps_serving(runtime, tiny_model):
+    huge = request_body(tiny_model, {"num_samples": 10_001})
+    empty = json.dumps({"instances": [{"start": "2026-11-01 00:00:00", "target": []}]}).encode()
+    too_many_paths = request_body(tiny_model, {"num_samples": 10_000}, count=11)
+    for body, message in [(huge, "num_samples"), (empty, "non-empty"), (too_many_paths, "at most 100000")]:
+        with pytest.raises(ClientError) as caught:
+            runtime.invoke_endpoint(EndpointName="demo", Body=body)
+        assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert message in caught.value.response["Error"]["Message"]
+    assert runtime.invoke_endpoint(EndpointName="demo", Body=request_body(tiny_model))["InvokedProductionVariant"]
+
+
+def test_metrics_count_invocations_errors_and_latency_per_variant(server, runtime, tiny_model):
+    _, hosting = server
+    body = request_body(tiny_model, {"num_samples": 5})
+    for _ in range(3):
+        runtime.invoke_endpoint(EndpointName="demo", Body=body, TargetVariant="A")
+    with pytest.raises(ClientError):
+        runtime.invoke_endpoint(EndpointName="demo", Body=b"{}", TargetVariant="B")
+    metrics = hosting.variant_metrics("demo", time.time() - 60, period=60)
+    a, b = metrics["variants"]["A"]["total"], metrics["variants"]["B"]["total"]
+    assert (a["invocations"], a["errors_4xx"], a["errors_5xx"]) == (3, 0, 0)
+    assert (b["invocations"], b["errors_4xx"]) == (1, 1)
+    assert a["model_latency_ms"] > 0 and a["overhead_latency_ms"] >= 0 and a["p99_latency_ms"] >= 1
+    assert sum(p["invocations"] for p in metrics["variants"]["A"]["points"]) == 3
+
+
+def test_smooth_weighted_routing_matches_the_weights_exactly():
+    from dataplane.endpoint.registry import Router, Variant
+
+    router = Router([Variant("A", "m", "k", 0.7), Variant("B", "m", "k", 0.3), Variant("S", "m", "k", 5, True)])
+    served = Counter(router.next().name for _ in range(1000))
+    assert served == {"A": 700, "B": 300}
+
+
+def test_fast_lags_equal_gluonts(tiny_model):
+    import torch
+    from gluonts.torch.util import lagged_sequence_values
+
+    from dataplane.endpoint.fastlags import lagged_sequence_values as fast
+
+    lags = [1, 2, 3, 23, 24, 25, 47, 48]
+    for prior, sequence, dim in [((4, 60), (4, 12), -1), ((4, 60, 3), (4, 1, 3), 1)]:
+        a, b = torch.randn(*prior), torch.randn(*sequence)
+        assert torch.equal(fast(lags, a, b, dim), lagged_sequence_values(lags, a, b, dim))
+
+
+def test_worker_processes_share_changes_without_a_failed_request(lake, tiny_model_in_lake, tiny_model, tmp_path):
+    """Two pre-forked workers: weights flip under concurrent load; every request succeeds and metrics merge."""
+    import multiprocessing
+
+    from dataplane.endpoint.server import serve
+    from dataplane.ports import wait_for_port
+
+    port = free_port()
+    process = multiprocessing.get_context("fork").Process(
+        target=serve, args=(lake, tmp_path / "state", "127.0.0.1", port, 2), daemon=True
+    )
+    process.start()
+    try:
+        wait_for_port(port, timeout=30)
+        hosting = LocalEndpointHosting(f"http://127.0.0.1:{port}")
+        variants = [VariantSpec("A", "tiny", TINY_MODEL_KEY, 1.0), VariantSpec("B", "tiny", TINY_MODEL_KEY, 1.0)]
+        hosting.apply_endpoint("demo", variants)
+        body, failures, served = request_body(tiny_model, {"num_samples": 2}), [], Counter()
+        stop = threading.Event()
+
+        def client() -> None:
+            while not stop.is_set():
+                try:
+                    served[hosting.invoke("demo", body).invoked_variant] += 1
+                except Exception as exc:  # any failure at all fails the test
+                    failures.append(exc)
+
+        threads = [threading.Thread(target=client) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for weight in (0.0, 1.0, 0.0):
+            hosting.update_weights("demo", [variants[0], VariantSpec("B", "tiny", TINY_MODEL_KEY, weight)])
+            time.sleep(0.4)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert failures == [] and served["A"] > served["B"] > 0
+        counted = 0
+        for _ in range(50):  # each worker flushes its finished seconds once a second
+            total = hosting.variant_metrics("demo", time.time() - 60, 60)["variants"]
+            counted = sum(total[name]["total"]["invocations"] for name in ("A", "B"))
+            if counted >= sum(served.values()):
+                break
+            time.sleep(0.1)
+        assert counted == sum(served.values())
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        process.join(timeout=15)
+    assert process.exitcode == 0

@@ -5,7 +5,14 @@ import json
 
 import pytest
 
-from dataplane.ingest.rule import MAX_PAYLOAD_BYTES, OVERSIZE, PROCESSING_FAILED, records_from_message
+from dataplane.ingest.rule import (
+    MAX_PAYLOAD_BYTES,
+    OVERSIZE,
+    PROCESSING_FAILED,
+    UNKNOWN_DEVICE,
+    records_from_message,
+)
+from dataplane.ingest.where import compile_where
 
 TOPIC = "dt/iotcast/sensor-7/telemetry"
 NOW_MS = 1_795_000_000_123
@@ -99,3 +106,25 @@ def test_oversize_payload_is_kept_whole():
 def test_foreign_topic_is_a_caller_error():
     with pytest.raises(ValueError):
         records_from_message("dt/iotcast/a/b/telemetry", b"{}", NOW_MS)
+
+
+def test_an_empty_array_is_a_processing_failure_kept_whole():
+    outcome = records_from_message(TOPIC, b"[]", NOW_MS)
+    assert outcome.records == [] and [e.error_type for e in outcome.errors] == [PROCESSING_FAILED]
+    assert outcome.errors[0].document["errorCode"] == "EmptyBatch" and raw(outcome.errors[0]) == b"[]"
+
+
+def test_an_unknown_device_is_kept_whole_in_its_own_error_type():
+    payload = json.dumps([reading(), reading(message_id="m-2")]).encode()
+    outcome = records_from_message(TOPIC, payload, NOW_MS, device_known=lambda name: name != "sensor-7")
+    (error,) = outcome.errors
+    assert outcome.records == [] and error.error_type == UNKNOWN_DEVICE and raw(error) == payload
+    assert error.document["errorCode"] == "UnknownDevice"
+    assert records_from_message(TOPIC, payload, NOW_MS, device_known={"sensor-7"}.__contains__).errors == []
+
+
+def test_where_selects_readings_after_the_select_and_counts_the_rest():
+    payload = json.dumps([reading(ozone=5.0), reading(ozone=50.0), reading(ozone="bad")]).encode()
+    outcome = records_from_message(TOPIC, payload, NOW_MS, where=compile_where("ozone > 10 AND device_id = 'sensor-7'"))
+    assert [r["ozone"] for r in outcome.records] == [50.0]
+    assert outcome.filtered == 1 and len(outcome.errors) == 1  # the bad element is an error, never filtered away

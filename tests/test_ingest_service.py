@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from dataplane.ingest.rule import PROCESSING_FAILED
+from dataplane.ingest.rule import OVERSIZE, PROCESSING_FAILED, UNKNOWN_DEVICE
+from tests.fixtures.ingest import forget_session
 
 
 def reading(index: int, **fields) -> dict:
@@ -115,7 +116,8 @@ def test_run_ingest_command_flushes_on_sigterm(tmp_path, mqtt_broker, device):
     credentials = mqtt_broker.service_credentials("iotcast-ingest")
     command = [sys.executable, "manage.py", "run_ingest", "--credentials", str(credentials)]
     command += ["--host", mqtt_broker.host, "--port", str(mqtt_broker.port), "--buffer-interval-s", "900"]
-    command += ["--client-id", f"ingest-cmd-{uuid.uuid4().hex[:6]}"]
+    group = f"ingest-cmd-{uuid.uuid4().hex[:6]}"
+    command += ["--client-id", group, "--subscription", f"$share/{group}/dt/iotcast/+/telemetry"]
     env = {**os.environ, "IOTCAST_LAKE_URL": f"file://{lake_dir}", "IOTCAST_STATE_DIR": str(tmp_path / "state")}
     process = subprocess.Popen(
         command, cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -142,3 +144,75 @@ def test_run_ingest_without_credentials_is_a_clear_error(tmp_path, lake):
 
     with pytest.raises(CommandError, match=r"cert\.pem is missing"):
         call_command("run_ingest", "--credentials", str(tmp_path))
+
+
+def test_bad_input_lands_in_errors_by_type_and_good_records_are_kept(lake, ingest_service, device):
+    registered = {device.name}
+    service = ingest_service(lake, buffer_interval_s=0.3, device_known=registered.__contains__)
+    device(b"{not json")
+    device([reading(1), reading(2, ozone="high"), reading(3)])  # the bad element alone is rejected
+    device(reading(4, padding="x" * 200_000))
+    device(b"[]")
+    wait_for(lambda: service.stats.messages == 4)
+    registered.clear()  # the registry no longer knows this device
+    device(reading(5))
+    wait_for(lambda: service.stats.acked == 5)
+    assert sorted(r["ozone"] for r in lake_lines(lake, "raw/")) == [41.0, 43.0]
+    codes = {
+        error_type: sorted(e["errorCode"] for e in lake_lines(lake, f"errors/{error_type}/"))
+        for error_type in (PROCESSING_FAILED, OVERSIZE, UNKNOWN_DEVICE)
+    }
+    assert codes == {
+        PROCESSING_FAILED: ["EmptyBatch", "InvalidJson", "InvalidMetric"],
+        OVERSIZE: ["PayloadTooLarge"],
+        UNKNOWN_DEVICE: ["UnknownDevice"],
+    }
+    assert service.connected.is_set()  # still running
+
+
+def test_where_clause_selects_what_reaches_the_lake(lake, ingest_service, device):
+    service = ingest_service(lake, buffer_interval_s=0.2, where="ozone >= 42")
+    device([reading(1), reading(2), reading(3)])
+    wait_for(lambda: service.stats.acked == 1)
+    assert sorted(r["ozone"] for r in lake_lines(lake, "raw/")) == [42.0, 43.0]
+    assert service.stats.filtered == 1
+
+
+def _run_ingest(tmp_path, mqtt_broker, client_id: str, interval: str) -> tuple[subprocess.Popen, list[str]]:
+    credentials = mqtt_broker.service_credentials("iotcast-ingest")
+    command = [sys.executable, "manage.py", "run_ingest", "--credentials", str(credentials), "--client-id", client_id]
+    # A group of its own: a persistent session left in the default group by another test would take a share.
+    command += ["--subscription", f"$share/{client_id}/dt/iotcast/+/telemetry"]
+    command += ["--host", mqtt_broker.host, "--port", str(mqtt_broker.port), "--buffer-interval-s", interval]
+    env = {**os.environ, "IOTCAST_LAKE_URL": f"file://{tmp_path / 'lake'}", "IOTCAST_STATE_DIR": str(tmp_path / "st")}
+    process = subprocess.Popen(
+        command, cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    output: list[str] = []
+    threading.Thread(target=lambda: output.extend(process.stdout), daemon=True).start()
+    wait_for(lambda: any("subscribed to" in line for line in output), timeout=20)
+    return process, output
+
+
+def test_kill_9_with_buffered_records_loses_nothing(tmp_path, mqtt_broker, device):
+    client_id = f"ingest-kill-{uuid.uuid4().hex[:6]}"
+    process, _ = _run_ingest(tmp_path, mqtt_broker, client_id, "900")
+    try:
+        for index in range(20):
+            device(reading(index))
+        time.sleep(0.5)  # buffered in the worker, acknowledged to the device by the broker
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        assert not list(Path(tmp_path, "lake").rglob("iotcast-telemetry-1-*"))
+        process, _ = _run_ingest(tmp_path, mqtt_broker, client_id, "0.2")
+        wait_for(lambda: len(_raw_lines(tmp_path / "lake")) >= 20, timeout=15)
+        time.sleep(0.5)  # and no more than 20
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(15)
+        forget_session(mqtt_broker, mqtt_broker.service_credentials("iotcast-ingest"), client_id)
+    assert sorted(r["ozone"] for r in _raw_lines(tmp_path / "lake")) == [40.0 + index for index in range(20)]
+
+
+def _raw_lines(lake_dir: Path) -> list[dict]:
+    return [json.loads(line) for path in (lake_dir / "raw").rglob("iotcast-*") for line in path.open()]

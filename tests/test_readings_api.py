@@ -82,3 +82,25 @@ def test_catalog_tables_lists_crawled_tables(client, device):
     assert (table["database"], table["name"], table["objects_scanned"]) == ("iotcast", "telemetry_raw", 2)
     assert {"name": "ozone", "type": "double"} in table["columns"]
     assert [key["name"] for key in table["partition_keys"]] == ["year", "month", "day", "hour"]
+
+
+def test_readings_export_as_csv_and_parquet(client, device):
+    import io
+
+    import pyarrow.parquet as pq
+
+    csv_response = client.get(f"/api/v1/devices/{device.pk}/readings", {"format": "csv", "metrics": "ozone"})
+    parquet_response = client.get(f"/api/v1/devices/{device.pk}/readings?format=parquet")
+    bad = client.get(f"/api/v1/devices/{device.pk}/readings", {"format": "csv", "metrics": "nope"})
+
+    assert csv_response.status_code == 200, csv_response.content
+    assert csv_response["Content-Type"].startswith("text/csv")
+    assert 'filename="dev-api-readings.csv"' in csv_response["Content-Disposition"]
+    lines = csv_response.content.decode().splitlines()
+    assert lines[0] == "timestamp,received_at,message_id,ozone"
+    assert [line.split(",")[3] for line in lines[1:]] == ["2.0", "1.0"]  # oldest first
+    assert lines[1].split(",")[0].endswith("Z")
+    table = pq.read_table(io.BytesIO(parquet_response.content))
+    assert parquet_response.status_code == 200 and table.num_rows == 2
+    assert table.column("ozone").to_pylist() == [2.0, 1.0] and "nitrogen_dioxide" in table.column_names
+    assert bad.status_code == 400

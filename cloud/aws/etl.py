@@ -9,5 +9,8 @@ class GlueEtlJob(PendingAwsBackend, EtlJob):
 
     issue = 4
 
-    def run(self, lake, progress=None):
+    def run(self, lake, progress=None, bookmark_option="job-bookmark-enable"):
         raise self.pending("run")
+
+    def reset_bookmark(self, lake):
+        raise self.pending("reset_bookmark")

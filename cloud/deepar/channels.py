@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from cloud.deepar.formats import series_line
+from cloud.deepar.hyperparameters import MAX_PREDICTION_LENGTH
 
 MIN_OBSERVATIONS = 300  # SageMaker DeepAR refuses less training data than this
 
@@ -40,21 +42,28 @@ def regular_series(frame: pd.DataFrame, freq: str) -> dict[str, pd.Series]:
     return out
 
 
-def build_channels(frame: pd.DataFrame, freq: str, context_length: int, prediction_length: int) -> Channels:
+def build_channels(
+    frame: pd.DataFrame,
+    freq: str,
+    context_length: int,
+    prediction_length: int,
+    *,
+    test_points: int | None = None,
+    use_cat: bool = True,
+    shuffle_seed: int | None = None,
+) -> Channels:
     """Return the channels for a frame of (device_id, ts, value): test holds whole series, train cuts the last
-    prediction_length points. Series too short for context_length + prediction_length are skipped and listed.
+    test_points (default prediction_length) points. Series shorter than context_length + test_points are
+    skipped and listed. cat [i] is the device's index in Channels.devices (sorted); with shuffle_seed the lines
+    of both channels are shuffled (SageMaker recommends shuffled training data).
 
-    Raises ChannelError when no series is long enough or fewer than 300 values are observed in total.
+    Raises ChannelError when prediction_length is over 400, no series is long enough or fewer than 300 values
+    are observed in total.
     """
-    needed = context_length + prediction_length
-    kept, skipped = {}, {}
-    for device, series in regular_series(frame, freq).items():
-        if len(series) < needed:
-            skipped[device] = f"{len(series)} points < context_length + prediction_length = {needed}"
-        else:
-            kept[device] = series
-    if not kept:
-        raise ChannelError(f"no series has the {needed} points context_length + prediction_length need")
+    if prediction_length > MAX_PREDICTION_LENGTH:
+        raise ChannelError(f"prediction_length must be at most {MAX_PREDICTION_LENGTH}, got {prediction_length}")
+    cut = max(prediction_length, test_points or prediction_length)
+    kept, skipped = _long_enough(regular_series(frame, freq), context_length + cut, context_length, cut)
     observations = int(sum(np.count_nonzero(~np.isnan(series.to_numpy())) for series in kept.values()))
     if observations < MIN_OBSERVATIONS:
         raise ChannelError(
@@ -62,7 +71,27 @@ def build_channels(frame: pd.DataFrame, freq: str, context_length: int, predicti
         )
     train, test = [], []
     for cat, series in enumerate(kept.values()):
-        values = series.to_numpy()
-        test.append(series_line(series.index[0], values, [cat]))
-        train.append(series_line(series.index[0], values[:-prediction_length], [cat]))
+        values, category = series.to_numpy(), [cat] if use_cat else None
+        test.append(series_line(series.index[0], values, category))
+        train.append(series_line(series.index[0], values[:-cut], category))
+    if shuffle_seed is not None:
+        random.Random(shuffle_seed).shuffle(train)
+        random.Random(shuffle_seed + 1).shuffle(test)
     return Channels(train, test, list(kept), observations, skipped)
+
+
+def _long_enough(
+    series: dict[str, pd.Series], needed: int, context_length: int, cut: int
+) -> tuple[dict[str, pd.Series], dict[str, str]]:
+    kept = {device: values for device, values in series.items() if len(values) >= needed}
+    skipped = {
+        device: f"{len(values)} points < context_length + test points = {context_length} + {cut}"
+        for device, values in series.items()
+        if len(values) < needed
+    }
+    if not kept:
+        raise ChannelError(
+            f"no series has the {needed} points context_length + prediction_length need"
+            + (f" (with {cut} test points)" if cut != needed - context_length else "")
+        )
+    return kept, skipped

@@ -11,7 +11,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-LIKELIHOODS = ("gaussian", "student-T", "negative-binomial")
+LIKELIHOODS = ("gaussian", "beta", "negative-binomial", "student-T", "deterministic-L1")
 MAX_PREDICTION_LENGTH = 400
 DEFAULT_TEST_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 _FREQ = re.compile(r"^(\d*)(min|H|h|D|W|M)$")
@@ -37,7 +37,11 @@ KNOWN |= {"test_quantiles"}
 
 
 class HyperparameterError(ValueError):
-    """A hyperparameter is unknown, missing or out of range; the message names it."""
+    """Hyperparameters are unknown, missing or out of range; the message names each bad one (errors lists them)."""
+
+    def __init__(self, message: str, errors: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or [message]
 
 
 @dataclass(frozen=True)
@@ -159,21 +163,26 @@ _PARSERS = {
 def parse_hyperparameters(raw: dict[str, Any]) -> DeepARHyperparameters:
     """Return validated hyperparameters from SageMaker's name -> value map.
 
-    Raises HyperparameterError for an unknown name, a missing required one or a bad value.
+    Raises HyperparameterError listing every unknown name, missing required one and bad value (one message each).
     """
+    errors: list[str] = []
     unknown = sorted(set(raw) - KNOWN)
     if unknown:
-        raise HyperparameterError(f"unknown DeepAR hyperparameter(s): {', '.join(unknown)}")
+        errors.append(f"unknown DeepAR hyperparameter(s): {', '.join(unknown)}")
     missing = [name for name in REQUIRED if raw.get(name) in (None, "")]
     if missing:
-        raise HyperparameterError(f"missing required DeepAR hyperparameter(s): {', '.join(missing)}")
+        errors.append(f"missing required DeepAR hyperparameter(s): {', '.join(missing)}")
     values: dict[str, Any] = {}
-    for name, kind, low, high, _default in _NUMERIC:
-        if raw.get(name) not in (None, ""):
-            values[name] = _number(name, raw[name], kind, low, high)
-    for name, parser in _PARSERS.items():
-        if raw.get(name) not in (None, ""):
+    checks = [(name, lambda v, a=(kind, low, high), n=name: _number(n, v, *a)) for name, kind, low, high, _ in _NUMERIC]
+    for name, parser in [*checks, *_PARSERS.items()]:
+        if raw.get(name) in (None, ""):
+            continue
+        try:
             values[name] = parser(raw[name])
+        except HyperparameterError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise HyperparameterError("; ".join(errors), errors)
     return DeepARHyperparameters(**values)
 
 

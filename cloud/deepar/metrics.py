@@ -31,3 +31,58 @@ def mean_weighted_quantile_loss(actual: np.ndarray, quantile_forecasts: Mapping[
     """Return the mean over quantiles of weighted_quantile_loss (SageMaker's test:mean_wQuantileLoss)."""
     losses = [weighted_quantile_loss(actual, forecast, q) for q, forecast in quantile_forecasts.items()]
     return float(np.mean(losses))
+
+
+# Seasonal period per time_freq unit: a day for sub-daily data, a week for daily, a year otherwise.
+_SEASON_PER_DAY = {"min": 1440, "H": 24, "h": 24}
+_SEASON = {"D": 7, "W": 52, "M": 12}
+
+
+def season_length(time_freq: str) -> int:
+    """Return the seasonal-naive period for a SageMaker time_freq ("H" -> 24, "5min" -> 288, "D" -> 7)."""
+    count = "".join(ch for ch in time_freq if ch.isdigit())
+    unit = time_freq[len(count) :]
+    step = int(count) if count else 1
+    if unit in _SEASON_PER_DAY:
+        return max(1, _SEASON_PER_DAY[unit] // step)
+    return _SEASON.get(unit, 1)
+
+
+def seasonal_naive(history: np.ndarray, horizon: int, season: int) -> np.ndarray:
+    """Return the next horizon values repeating the last observed season (the last observed value where missing)."""
+    history = np.asarray(history, float)
+    observed = history[~np.isnan(history)]
+    fallback = observed[-1] if observed.size else 0.0
+    if len(history) < season:
+        return np.full(horizon, fallback)
+    last = history[-season:]
+    forecast = np.array([last[step % season] for step in range(horizon)])
+    return np.where(np.isnan(forecast), fallback, forecast)
+
+
+def split_test_series(records: list[dict], horizon: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Return (histories, actuals): each test series without and with only its last horizon points."""
+    histories, actuals = [], []
+    for record in records:
+        values = np.asarray([np.nan if v in (None, "NaN") else float(v) for v in record["target"]], float)
+        histories.append(values[:-horizon])
+        actuals.append(values[-horizon:])
+    return histories, actuals
+
+
+def point_metrics(actual: np.ndarray, point: np.ndarray, quantiles: tuple[float, ...]) -> dict[str, float]:
+    """Return test:RMSE and test:mean_wQuantileLoss of a point forecast (every quantile equals the point)."""
+    return {
+        "test:RMSE": rmse(actual, point),
+        "test:mean_wQuantileLoss": mean_weighted_quantile_loss(actual, {q: point for q in quantiles}),
+    }
+
+
+def seasonal_naive_metrics(
+    records: list[dict], horizon: int, time_freq: str, quantiles: tuple[float, ...]
+) -> dict[str, float]:
+    """Return the seasonal-naive baseline's test:RMSE and test:mean_wQuantileLoss on a test channel."""
+    season = season_length(time_freq)
+    histories, actuals = split_test_series(records, horizon)
+    forecast = np.concatenate([seasonal_naive(history, horizon, season) for history in histories])
+    return point_metrics(np.concatenate(actuals), forecast, quantiles)

@@ -67,13 +67,20 @@ def _path_list(paths: Iterable[Path]) -> str:
     return "[" + ", ".join(quote_literal(str(path)) for path in paths) + "]"
 
 
-def detect_raw_columns(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> dict[str, str]:
-    """Return {field: DuckDB type} inferred by read_json over the raw files (union of their fields)."""
+def detect_raw_columns(
+    con: duckdb.DuckDBPyConnection, paths: list[Path], sample_lines: int | None = None
+) -> dict[str, str]:
+    """Return {field: DuckDB type} inferred by read_json over the raw files (union of their fields).
+
+    sample_lines bounds the lines read per file (default: DuckDB's 20,480): a field first seen
+    past it in every file is missed until a later object shows it early.
+    """
     if not paths:
         return {}
+    sample = f", sample_size={int(sample_lines)}" if sample_lines else ""
     rows = con.execute(
         f"DESCRIBE SELECT * FROM read_json({_path_list(paths)}, format='newline_delimited', "
-        "union_by_name=true, hive_partitioning=false)"
+        f"union_by_name=true, hive_partitioning=false{sample})"
     ).fetchall()
     return {row[0]: row[1] for row in rows}
 
@@ -121,12 +128,15 @@ def read_raw_sql(paths: list[Path], types: dict[str, str]) -> str:
     )
 
 
-def load_raw(con: duckdb.DuckDBPyConnection, table: str, paths: list[Path], detected: dict[str, str]) -> dict[str, str]:
-    """Create temp table `table` holding the raw files' rows; return the field types it was read with."""
+def load_raw(
+    con: duckdb.DuckDBPyConnection, table: str, paths: list[Path], detected: dict[str, str], temporary: bool = True
+) -> dict[str, str]:
+    """Create (temp) table `table` holding the raw files' rows; return the field types it was read with."""
+    kind = "TEMP TABLE" if temporary else "TABLE"
     for robust in (False, True):
         types = raw_types(detected, robust)
         try:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {read_raw_sql(paths, types)}")
+            con.execute(f"CREATE OR REPLACE {kind} {table} AS {read_raw_sql(paths, types)}")
         except (duckdb.ConversionException, duckdb.InvalidInputException):
             if robust:
                 raise
@@ -135,13 +145,39 @@ def load_raw(con: duckdb.DuckDBPyConnection, table: str, paths: list[Path], dete
     raise AssertionError("unreachable")
 
 
-def reject_reason_sql() -> str:
-    """Return a SQL expression naming why a raw row cannot be curated (NULL when it can)."""
-    return (
-        "CASE WHEN message_id IS NULL THEN 'missing message_id' "
-        "WHEN device_id IS NULL THEN 'missing device_id' "
-        "WHEN try_cast(\"timestamp\" AS TIMESTAMPTZ) IS NULL THEN 'unparsable timestamp' END"
-    )
+def reject_reason_sql(
+    types: dict[str, str] | None = None,
+    numeric: Iterable[str] = (),
+    ranges: dict[str, list[float]] | None = None,
+    parsed_ts: str = 'try_cast("timestamp" AS TIMESTAMPTZ)',
+) -> str:
+    """Return a SQL expression naming why a raw row cannot be curated (NULL when it can).
+
+    With types (the fields' read types): a numeric field read as JSON must hold a number or null,
+    and a metric outside its physical range in ranges ({metric: [low, high]}) is rejected.
+    parsed_ts is the timestamp parsed to TIMESTAMPTZ (a column name when the caller has one).
+    """
+    cases = [
+        "WHEN message_id IS NULL THEN 'missing message_id'",
+        "WHEN device_id IS NULL THEN 'missing device_id'",
+        f"WHEN {parsed_ts} IS NULL THEN 'unparsable timestamp'",
+    ]
+    types = types or {}
+    for name in numeric:
+        if types.get(name) == "JSON":
+            column = quote_ident(name)
+            cases.append(
+                f"WHEN json_type({column}) NOT IN ('NULL', 'BIGINT', 'UBIGINT', 'DOUBLE') "
+                f"THEN {quote_literal(f'{name} is not a number: ')} || CAST({column} AS VARCHAR)"
+            )
+    for name, (low, high) in sorted((ranges or {}).items()):
+        if name in types:
+            value = _as_double(name, types[name])
+            reason = quote_literal(f"{name} outside its physical range [{low:g}, {high:g}]: ")
+            cases.append(
+                f"WHEN {value} NOT BETWEEN {float(low)!r} AND {float(high)!r} THEN {reason} || CAST({value} AS VARCHAR)"
+            )
+    return "CASE " + " ".join(cases) + " END"
 
 
 def _as_double(name: str, kind: str | None) -> str:
@@ -195,21 +231,33 @@ def curated_dataset(lake: Lake, numeric: list[str], keys: list[str]) -> ds.Datas
     )
 
 
-def curated_keys(lake: Lake, dates: Iterable[str] | None = None) -> list[tuple[str, int]]:
-    """Return (key, size) of the curated Parquet files, only those of the given dates when given."""
+def curated_keys(
+    lake: Lake, dates: Iterable[str] | None = None, hidden: set[str] | frozenset[str] = frozenset()
+) -> list[tuple[str, int]]:
+    """Return (key, size) of the curated Parquet files, only those of the given dates when given.
+
+    hidden names files a compaction has not committed (or has replaced): readers must skip them.
+    """
     if dates is None:
         found = lake.list_objects(CURATED_PREFIX)
     else:
         found = [info for date in sorted(dates) for info in lake.list_objects(f"{CURATED_PREFIX}date={date}/")]
-    return [(info.key, info.size) for info in found if info.key.endswith(".parquet")]
+    return [(info.key, info.size) for info in found if info.key.endswith(".parquet") and info.key not in hidden]
 
 
 @dataclass
 class Bookmark:
-    """The ETL job bookmark: raw keys already curated and the numeric columns curated files hold."""
+    """The ETL job bookmark: raw keys already curated, the numeric columns curated files hold, the
+    physical ranges the job validates with, and a compaction in flight.
+
+    compaction is {"new": key, "old": [keys], "committed": bool}: before the commit readers skip the
+    new file, after it the old ones, so a crash at any point shows every row exactly once.
+    """
 
     processed: set[str] = field(default_factory=set)
     numeric: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
+    ranges: dict[str, list[float]] = field(default_factory=dict)
+    compaction: dict | None = None
 
     @classmethod
     def load(cls, lake: Lake) -> Bookmark:
@@ -219,9 +267,26 @@ class Bookmark:
         except KeyError:
             return cls()
         numeric = order_numeric({*DEFAULT_METRICS, *data.get("numeric", [])})
-        return cls(processed=set(data.get("processed", [])), numeric=numeric)
+        return cls(
+            processed=set(data.get("processed", [])),
+            numeric=numeric,
+            ranges=data.get("ranges", {}),
+            compaction=data.get("compaction"),
+        )
+
+    def hidden_keys(self) -> set[str]:
+        """Return the curated keys readers must skip while a compaction is in flight."""
+        if not self.compaction:
+            return set()
+        return set(self.compaction["old"]) if self.compaction["committed"] else {self.compaction["new"]}
 
     def save(self, lake: Lake) -> None:
         """Store the bookmark in the lake (atomically: one object put)."""
-        data = {"version": 1, "numeric": self.numeric, "processed": sorted(self.processed)}
+        data = {
+            "version": 2,
+            "numeric": self.numeric,
+            "ranges": self.ranges,
+            "compaction": self.compaction,
+            "processed": sorted(self.processed),
+        }
         lake.put_bytes(BOOKMARK_KEY, json.dumps(data, separators=(",", ":")).encode())

@@ -1,8 +1,14 @@
 """local ETL backend: a DuckDB job turning new raw JSON objects into curated Parquet (a Glue job).
 
-Bookmark semantics as Glue's: only raw objects not yet processed are read, and the bookmark is
-written after the curated output, so a crash in between redoes those objects and the dedupe by
-message_id (within the batch and against the affected curated partitions) drops the repeats.
+Bookmark semantics as Glue's (--job-bookmark-option enable / disable / pause, reset): only raw
+objects not yet processed are read, and the bookmark is written after the curated output, so a
+crash in between redoes those objects and the dedupe by message_id (within the batch and against
+the affected curated partitions) drops the repeats: a rerun leaves no duplicates and no gaps.
+
+One batch is one pass over the raw JSON into a typed temp table with each row's reject reason,
+then one sorted Parquet write per date; duplicates are found with a single hash aggregate instead
+of a window over every row. A date partition that collects compact_min_files files is rewritten
+as one file sorted by device and time (readers never see a row twice: see Bookmark.compaction).
 """
 
 from __future__ import annotations
@@ -10,30 +16,46 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 
-from cloud.interfaces import EtlJob, EtlResult, Lake, ObjectInfo, Progress, no_progress
+from cloud.interfaces import BOOKMARK_OPTIONS, BackendError, EtlJob, EtlResult, Lake, ObjectInfo, Progress, no_progress
 from cloud.local.duckdb_telemetry import (
     CURATED_PREFIX,
     ERRORS_PREFIX,
     RAW_PREFIX,
     Bookmark,
     connect,
-    curated_dataset,
     curated_keys,
     detect_raw_columns,
-    load_raw,
     numeric_fields,
     order_numeric,
     quote_ident,
+    quote_literal,
     raw_partition,
+    raw_types,
+    read_raw_sql,
     reject_reason_sql,
-    typed_select_sql,
 )
+
+# Physical ranges per metric (inclusive), in the contract's units (µg/m³; carbon monoxide mg/m³):
+# far wider than any real air, so only broken sensors and unit mix-ups land in errors/.
+DEFAULT_RANGES: dict[str, list[float]] = {
+    "ozone": [0.0, 1000.0],
+    "particulate_matter": [0.0, 2000.0],
+    "carbon_monoxide": [0.0, 500.0],
+    "sulfur_dioxide": [0.0, 2000.0],
+    "nitrogen_dioxide": [0.0, 2000.0],
+    "latitude": [-90.0, 90.0],
+    "longitude": [-180.0, 180.0],
+}
+
+# Small row groups: a device's rows in a date file sit in one or two of them, and the query engine
+# skips the rest by their min/max statistics.
+ROW_GROUP_ROWS = 16_384
 
 
 @dataclass
@@ -59,60 +81,191 @@ def _batches(objects: list[ObjectInfo], max_bytes: int, max_objects: int) -> lis
     return batches
 
 
-class DuckDBEtlJob(EtlJob):
-    """Curates raw telemetry with DuckDB, in batches of at most max_batch_mb of raw JSON."""
+def _split_broken_lines(paths: list[Path], key_of: dict[str, str], folder: Path) -> tuple[list[Path], list[dict]]:
+    """Copy the parsable lines of the raw files into folder; return (the copies, the broken lines as rejects).
 
-    def __init__(self, max_batch_mb: int = 512, max_batch_objects: int = 5000) -> None:
+    A reject is {"reason", "raw_key", "line", "record"}; the unparsable text is kept whole in record.
+    The copies keep their raw key's name so that rejects found later still point at the raw object.
+    """
+    copies, broken = [], []
+    for index, path in enumerate(paths):
+        good = []
+        for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+            text = line.decode("utf-8", "replace")
+            try:
+                if not isinstance(json.loads(text), dict):
+                    raise ValueError("not a JSON object")
+            except ValueError as exc:
+                if text.strip():
+                    reason = f"unparsable JSON line: {exc}"
+                    broken.append({"reason": reason, "raw_key": key_of[str(path)], "line": number, "record": text})
+                continue
+            good.append(line)
+        copy = folder / f"{index}-{path.name}"
+        copy.write_bytes(b"\n".join(good) + b"\n" if good else b"")
+        key_of[str(copy)] = key_of[str(path)]
+        copies.append(copy)
+    return copies, broken
+
+
+def _double(name: str, kind: str | None) -> str:
+    """Return a SQL expression reading raw field name (read as kind) as DOUBLE."""
+    if kind is None:
+        return "CAST(NULL AS DOUBLE)"
+    column = quote_ident(name)
+    return f"try_cast(({column} ->> '$') AS DOUBLE)" if kind == "JSON" else f"CAST({column} AS DOUBLE)"
+
+
+def curated_columns_sql(types: dict[str, str], numeric: list[str]) -> str:
+    """Return the SELECT list turning table src (with _ts, _date) into curated columns, date last."""
+    received = _double("received_at", types.get("received_at"))
+    metrics = "".join(f", {_double(name, types.get(name))} AS {quote_ident(name)}" for name in numeric)
+    return (
+        f'message_id, device_id, _ts AS "timestamp", to_timestamp({received} / 1000.0) AS received_at'
+        f"{metrics}, _date AS date"
+    )
+
+
+class DuckDBEtlJob(EtlJob):
+    """Curates raw telemetry with DuckDB, in batches of at most max_batch_mb of raw JSON.
+
+    ranges: {metric: [low, high]} physical ranges (default DEFAULT_RANGES; {} turns validation off).
+    compact_min_files: a date partition with this many files is compacted into one (0: never).
+    sample_lines: lines per object the schema detection reads (new fields appear early in objects).
+    """
+
+    def __init__(
+        self,
+        max_batch_mb: int = 512,
+        max_batch_objects: int = 5000,
+        ranges: dict[str, list[float]] | None = None,
+        compact_min_files: int = 8,
+        sample_lines: int = 1024,
+        compression_level: int = 1,
+    ) -> None:
         self.max_batch_bytes = max_batch_mb * 1024 * 1024
         self.max_batch_objects = max_batch_objects
+        source = DEFAULT_RANGES if ranges is None else ranges
+        self.ranges = {name: [float(low), float(high)] for name, (low, high) in source.items()}
+        self.compact_min_files = compact_min_files
+        self.sample_lines = sample_lines
+        self.compression_level = compression_level
 
-    def run(self, lake: Lake, progress: Progress = no_progress) -> EtlResult:
-        """Process the raw objects not in the bookmark; return counts and the partitions written."""
+    def reset_bookmark(self, lake: Lake) -> None:
+        """Forget the processed raw objects; the curated schema and any compaction state are kept."""
+        bookmark = Bookmark.load(lake)
+        bookmark.processed = set()
+        bookmark.save(lake)
+
+    def run(
+        self, lake: Lake, progress: Progress = no_progress, bookmark_option: str = "job-bookmark-enable"
+    ) -> EtlResult:
+        """Process the raw objects the bookmark option selects; return counts and the partitions written.
+
+        Raises ValueError for an unknown bookmark option, BackendError when the lake fails.
+        """
+        if bookmark_option not in BOOKMARK_OPTIONS:
+            raise ValueError(f"unknown --job-bookmark-option {bookmark_option!r}; use one of {BOOKMARK_OPTIONS}")
         progress(1, "reading the job bookmark and listing raw objects")
         bookmark = Bookmark.load(lake)
-        new = [info for info in lake.list_objects(RAW_PREFIX) if info.key not in bookmark.processed]
+        self._settle_compaction(lake, bookmark)
+        bookmark.ranges = self.ranges
+        objects = lake.list_objects(RAW_PREFIX)
+        if bookmark_option != "job-bookmark-disable":
+            objects = [info for info in objects if info.key not in bookmark.processed]
         result = EtlResult()
-        if not new:
+        if not objects:
             progress(100, "no new raw objects")
             return result
-        batches = _batches(new, self.max_batch_bytes, self.max_batch_objects)
-        for number, batch in enumerate(batches, start=1):
-            progress(5 + 90 * (number - 1) / len(batches), f"batch {number}/{len(batches)}: {len(batch.keys)} objects")
-            self._run_batch(lake, batch, bookmark, result)
-            # Only now is the batch durable in curated/: record it, so a crash before here redoes it.
-            bookmark.processed.update(batch.keys)
-            bookmark.save(lake)
+        self._run_batches(lake, objects, bookmark, result, bookmark_option == "job-bookmark-enable", progress)
         result.partitions_written = sorted(set(result.partitions_written))
+        result.partitions_compacted = [d for d in result.partitions_written if self._compact(lake, bookmark, d)]
         progress(100, f"{result.objects_processed} objects, {result.rows_written} rows written")
         return result
 
+    def _run_batches(
+        self,
+        lake: Lake,
+        objects: list[ObjectInfo],
+        bookmark: Bookmark,
+        result: EtlResult,
+        move_bookmark: bool,
+        progress: Progress,
+    ) -> None:
+        batches = _batches(objects, self.max_batch_bytes, self.max_batch_objects)
+        for number, batch in enumerate(batches, start=1):
+            progress(5 + 85 * (number - 1) / len(batches), f"batch {number}/{len(batches)}: {len(batch.keys)} objects")
+            self._run_batch(lake, batch, bookmark, result)
+            # Only now is the batch durable in curated/: record it, so a crash before here redoes it.
+            if move_bookmark:
+                bookmark.processed.update(batch.keys)
+            bookmark.save(lake)
+
     def _run_batch(self, lake: Lake, batch: _Batch, bookmark: Bookmark, result: EtlResult) -> None:
-        with lake.local_paths(batch.keys) as paths, connect() as con:
+        with lake.local_paths(batch.keys) as paths, connect() as con, tempfile.TemporaryDirectory() as tmp:
+            con.execute("SET preserve_insertion_order = false")
             key_of = {str(path): key for path, key in zip(paths, batch.keys, strict=True)}
-            detected = detect_raw_columns(con, paths)
-            bookmark.numeric = order_numeric({*bookmark.numeric, *numeric_fields(detected)})
-            types = load_raw(con, "src", paths, detected)
-            result.rows_read += con.execute("SELECT count(*) FROM src").fetchone()[0]
-            result.rows_rejected += self._write_rejects(lake, con, batch, key_of)
-            fresh, dropped = self._dedupe(lake, con, types, bookmark.numeric)
-            result.duplicates_dropped += dropped
-            result.rows_written += fresh
-            result.partitions_written += self._write_curated(lake, con, bookmark.numeric)
+            try:
+                types = self._detect_and_load(con, paths, bookmark)
+                broken: list[dict] = []
+            except duckdb.InvalidInputException:
+                # Some object holds lines that are not JSON: set those aside, curate the rest.
+                paths, broken = _split_broken_lines(paths, key_of, Path(tmp))
+                types = self._detect_and_load(con, paths, bookmark)
+            read, rejected = con.execute("SELECT count(*), count(_reason) FROM src").fetchone()
+            result.rows_read += read + len(broken)
+            result.rows_rejected += rejected + len(broken)
+            if rejected or broken:
+                self._write_rejects(lake, con, batch, key_of, broken)
+            written, dates = self._write_curated(lake, con, types, bookmark)
+            result.partitions_written += dates
+            result.duplicates_dropped += read - rejected - written
+            result.rows_written += written
         result.objects_processed += len(batch.keys)
 
-    def _write_rejects(self, lake: Lake, con: duckdb.DuckDBPyConnection, batch: _Batch, key_of: dict) -> int:
-        """Write the rows that cannot be curated, whole and with the reason, to errors/; return their count."""
+    def _detect_and_load(self, con: duckdb.DuckDBPyConnection, paths: list[Path], bookmark: Bookmark) -> dict:
+        """Detect the batch's fields, widen the bookmark's numeric columns, load table src; return read types."""
+        detected = detect_raw_columns(con, paths, self.sample_lines)
+        bookmark.numeric = order_numeric({*bookmark.numeric, *numeric_fields(detected)})
+        return self._load(con, paths, detected, bookmark.numeric)
+
+    def _load(
+        self, con: duckdb.DuckDBPyConnection, paths: list[Path], detected: dict[str, str], numeric: list[str]
+    ) -> dict[str, str]:
+        """Read the raw files once into temp table src with _ts, _date and _reason; return the read types.
+
+        The fast read types numeric fields as DOUBLE; a text value in one (past the detection sample)
+        makes it fail, and the robust read (every such field as JSON) takes over.
+        """
+        for robust in (False, True):
+            types = raw_types(detected, robust)
+            reason = reject_reason_sql(types, numeric, self.ranges, parsed_ts="_ts")
+            try:
+                con.execute(
+                    f"CREATE OR REPLACE TEMP TABLE src AS SELECT *, {reason} AS _reason, "
+                    "CAST(CAST(_ts AS DATE) AS VARCHAR) AS _date FROM "
+                    f'(SELECT *, try_cast("timestamp" AS TIMESTAMPTZ) AS _ts FROM ({read_raw_sql(paths, types)}))'
+                )
+            except (duckdb.ConversionException, duckdb.InvalidInputException):
+                if robust:
+                    raise
+                continue
+            return types
+        raise AssertionError("unreachable")
+
+    def _write_rejects(
+        self, lake: Lake, con: duckdb.DuckDBPyConnection, batch: _Batch, key_of: dict, broken: list[dict]
+    ) -> None:
+        """Write the rows that cannot be curated (and broken lines), whole and with the reason, to errors/."""
         rows = con.execute(
-            f"SELECT reason, filename, to_json(r) FROM (SELECT {reject_reason_sql()} AS reason, "
-            "filename, * EXCLUDE (filename) FROM src) r WHERE reason IS NOT NULL"
+            "SELECT _reason, filename, to_json(r) FROM (SELECT * EXCLUDE (_ts, _date) FROM src "
+            "WHERE _reason IS NOT NULL) r"
         ).fetchall()
-        if not rows:
-            return 0
-        lines = []
+        lines = [json.dumps(line) for line in broken]
         for reason, filename, record in rows:
             record = json.loads(record)
-            record.pop("reason", None)
-            record.pop("filename", None)
+            for name in ("_reason", "filename"):
+                record.pop(name, None)
             lines.append(json.dumps({"reason": reason, "raw_key": key_of.get(filename, filename), "record": record}))
         # A name derived from the batch's keys: a redone batch overwrites instead of repeating errors.
         digest = hashlib.sha1("\n".join(batch.keys).encode()).hexdigest()[:20]
@@ -120,41 +273,93 @@ class DuckDBEtlJob(EtlJob):
         prefix = "/".join(f"{name}={part[name]}" for name in ("year", "month", "day", "hour") if name in part)
         key = f"{ERRORS_PREFIX}{prefix + '/' if prefix else ''}iotcast-etl-failed-{digest}"
         lake.put_bytes(key, ("\n".join(lines) + "\n").encode())
-        return len(rows)
 
-    def _dedupe(
-        self, lake: Lake, con: duckdb.DuckDBPyConnection, types: dict[str, str], numeric: list[str]
-    ) -> tuple[int, int]:
-        """Keep one row per message_id not yet curated in table `fresh`; return (kept, dropped)."""
+    def _fresh_filter(self, lake: Lake, con: duckdb.DuckDBPyConnection, types: dict, bookmark: Bookmark) -> str:
+        """Return the WHERE clause keeping one good row per message_id not yet curated."""
+        received = _double("received_at", types.get("received_at"))
+        # One hash aggregate finds the repeated ids; the earliest arrival of each is kept.
         con.execute(
-            "CREATE TEMP TABLE good AS "
-            + typed_select_sql(f"src WHERE ({reject_reason_sql()}) IS NULL", types, numeric)
+            f"CREATE TEMP TABLE dups AS SELECT message_id, arg_min(rowid, coalesce({received}, 'infinity'::DOUBLE)) "
+            "AS keep FROM src WHERE _reason IS NULL GROUP BY message_id HAVING count(*) > 1"
         )
-        dates = [row[0] for row in con.execute("SELECT DISTINCT date FROM good").fetchall()]
-        existing = [key for key, _ in curated_keys(lake, dates)]
-        dataset = curated_dataset(lake, numeric, existing)
-        ids = dataset.select(["message_id"]) if isinstance(dataset, pa.Table) else dataset.to_table(["message_id"])
-        con.register("existing_ids", ids)
-        con.execute(
-            "CREATE TEMP TABLE fresh AS SELECT * EXCLUDE (rn) FROM ("
-            "SELECT *, row_number() OVER (PARTITION BY message_id ORDER BY received_at NULLS LAST) AS rn FROM good"
-            ") g WHERE rn = 1 AND NOT EXISTS (SELECT 1 FROM existing_ids e WHERE e.message_id = g.message_id)"
+        where = (
+            "_reason IS NULL AND (NOT EXISTS (SELECT 1 FROM dups d WHERE d.message_id = src.message_id) "
+            "OR rowid IN (SELECT keep FROM dups))"
         )
-        good = con.execute("SELECT count(*) FROM good").fetchone()[0]
-        fresh = con.execute("SELECT count(*) FROM fresh").fetchone()[0]
-        return fresh, good - fresh
+        dates = [row[0] for row in con.execute("SELECT DISTINCT _date FROM src WHERE _reason IS NULL").fetchall()]
+        existing = [key for key, _ in curated_keys(lake, dates, bookmark.hidden_keys())]
+        if not existing:
+            return where
+        with lake.local_paths(existing) as paths:
+            files = "[" + ", ".join(quote_literal(str(path)) for path in paths) + "]"
+            try:
+                con.execute(
+                    "CREATE TEMP TABLE existing_ids AS SELECT message_id FROM "
+                    f"read_parquet({files}, hive_partitioning=false)"
+                )
+            except duckdb.Error as exc:
+                # A corrupt curated file: stop before writing repeats; the operator replaces or deletes it.
+                raise BackendError(f"cannot read the curated files of {', '.join(dates)}: {exc}") from exc
+        return where + " AND NOT EXISTS (SELECT 1 FROM existing_ids e WHERE e.message_id = src.message_id)"
 
-    def _write_curated(self, lake: Lake, con: duckdb.DuckDBPyConnection, numeric: list[str]) -> list[str]:
-        """Write table `fresh` as zstd Parquet under curated/telemetry/date=.../; return the dates written."""
-        columns = ", ".join(quote_ident(name) for name in ["message_id", "device_id", "timestamp", "received_at"])
-        columns += "".join(", " + quote_ident(name) for name in numeric)
+    def _write_curated(
+        self, lake: Lake, con: duckdb.DuckDBPyConnection, types: dict[str, str], bookmark: Bookmark
+    ) -> tuple[int, list[str]]:
+        """Write the fresh good rows as zstd Parquet under curated/telemetry/date=.../; return (rows, dates)."""
+        where = self._fresh_filter(lake, con, types, bookmark)
+        columns = curated_columns_sql(types, bookmark.numeric)
         with tempfile.TemporaryDirectory(prefix="iotcast-etl-") as tmp:
             # Sorted by device and time so that Parquet row-group statistics prune device queries.
-            con.execute(
-                f"COPY (SELECT {columns}, date FROM fresh ORDER BY device_id, \"timestamp\") TO '{tmp}/out' "
-                "(FORMAT parquet, COMPRESSION zstd, PARTITION_BY (date), FILENAME_PATTERN 'part-{uuid}')"
-            )
-            written = sorted(Path(tmp, "out").glob("date=*/*.parquet"))
-            for path in written:
+            written = con.execute(
+                f'COPY (SELECT {columns} FROM src WHERE {where} ORDER BY device_id, "timestamp") TO '
+                f"{quote_literal(tmp + '/out')} (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL "
+                f"{self.compression_level}, ROW_GROUP_SIZE {ROW_GROUP_ROWS}, PARTITION_BY (date), "
+                "FILENAME_PATTERN 'part-{uuid}')"
+            ).fetchone()[0]
+            paths = sorted(Path(tmp, "out").glob("date=*/*.parquet"))
+            for path in paths:
                 lake.put_bytes(f"{CURATED_PREFIX}{path.parent.name}/{path.name}", path.read_bytes())
-        return sorted({path.parent.name.removeprefix("date=") for path in written})
+        return int(written), sorted({path.parent.name.removeprefix("date=") for path in paths})
+
+    def _settle_compaction(self, lake: Lake, bookmark: Bookmark) -> None:
+        """Finish a compaction a crash interrupted: drop the replaced files (committed) or the new one."""
+        if not bookmark.compaction:
+            return
+        for key in bookmark.hidden_keys():
+            lake.delete(key)
+        bookmark.compaction = None
+        bookmark.save(lake)
+
+    def _compact(self, lake: Lake, bookmark: Bookmark, date: str) -> bool:
+        """Rewrite the date partition as one sorted file when it holds compact_min_files or more; return whether."""
+        keys = [key for key, _ in curated_keys(lake, [date], bookmark.hidden_keys())]
+        if self.compact_min_files <= 0 or len(keys) < max(2, self.compact_min_files):
+            return False
+        new_key = f"{CURATED_PREFIX}date={date}/part-compacted-{uuid.uuid4()}.parquet"
+        bookmark.compaction = {"new": new_key, "old": keys, "committed": False}
+        bookmark.save(lake)
+        self._write_compacted(lake, keys, new_key, bookmark.numeric)
+        bookmark.compaction["committed"] = True
+        bookmark.save(lake)
+        self._settle_compaction(lake, bookmark)
+        return True
+
+    def _write_compacted(self, lake: Lake, keys: list[str], new_key: str, numeric: list[str]) -> None:
+        with lake.local_paths(keys) as paths, connect() as con, tempfile.TemporaryDirectory() as tmp:
+            files = "[" + ", ".join(quote_literal(str(path)) for path in paths) + "]"
+            con.execute(
+                f"CREATE VIEW parts AS SELECT * FROM read_parquet({files}, hive_partitioning=false, union_by_name=true)"
+            )
+            present = {row[0] for row in con.execute("DESCRIBE parts").fetchall()}
+            names = ["message_id", "device_id", "timestamp", "received_at", *numeric]
+            columns = ", ".join(
+                quote_ident(name) if name in present else f"CAST(NULL AS DOUBLE) AS {quote_ident(name)}"
+                for name in names
+            )
+            out = f"{tmp}/compacted.parquet"
+            con.execute(
+                f'COPY (SELECT {columns} FROM parts ORDER BY device_id, "timestamp") TO {quote_literal(out)} '
+                f"(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL {self.compression_level}, "
+                f"ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
+            )
+            lake.put_bytes(new_key, Path(out).read_bytes())

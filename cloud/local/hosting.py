@@ -7,6 +7,7 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict
 from typing import Any
+from urllib.parse import urlencode
 
 import boto3
 from botocore.config import Config
@@ -54,3 +55,18 @@ class LocalEndpointHosting(SageMakerRuntimeInvoker, Hosting):
 
     def ping(self) -> None:
         self._request("GET", "/ping", timeout=5)
+
+    def delete_endpoint(self, endpoint_name: str) -> None:
+        """DELETE the endpoint on the server; a missing endpoint is not an error."""
+        try:
+            self._request("DELETE", f"/admin/endpoints/{endpoint_name}")
+        except BackendUnavailable:
+            raise
+        except BackendError as exc:
+            if "not found" not in str(exc):
+                raise
+
+    def variant_metrics(self, endpoint_name: str, since: float, period: int = 10) -> dict[str, Any]:
+        """Return the server's per-variant metrics of the endpoint (all worker processes merged)."""
+        query = urlencode({"since": int(since), "period": int(period)})
+        return self._request("GET", f"/admin/endpoints/{endpoint_name}/metrics?{query}", timeout=10)

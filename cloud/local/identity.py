@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import fcntl
 import ipaddress
+import json
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -21,10 +23,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from cloud.interfaces import BrokerEndpoint, DeviceCredentials, DeviceIdentity
+from cloud.interfaces import CERTIFICATE_STATES, BrokerEndpoint, DeviceCredentials, DeviceIdentity
+
+log = logging.getLogger("cloud.local.identity")
 
 CA_VALIDITY = timedelta(days=3650)
 LEAF_VALIDITY = timedelta(days=365)
+# The CRL is re-signed on every change; a broker that is not told (not reloaded) keeps the old one
+# until then, so its nextUpdate must be far away, or OpenSSL would refuse every client once it passes.
+CRL_VALIDITY = timedelta(days=3650)
+# IoT Core's INACTIVE is reversible: RFC 5280's certificateHold. REVOKED is final: keyCompromise.
+_CRL_REASONS = {"INACTIVE": x509.ReasonFlags.certificate_hold, "REVOKED": x509.ReasonFlags.key_compromise}
 # Leaf names become MQTT usernames and topic levels: no wildcards, separators or spaces.
 _LEAF_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _PEM = serialization.Encoding.PEM
@@ -53,12 +62,19 @@ def certificate_fingerprint(cert: x509.Certificate) -> str:
 
 
 class LocalCertificateAuthority(DeviceIdentity):
-    """A project CA in ca_dir (ca.pem, ca.key 0600), created on first use, that signs device and broker certificates."""
+    """A project CA in ca_dir (ca.pem, ca.key 0600), created on first use, that signs device and broker certificates.
 
-    def __init__(self, ca_dir: str, broker_host: str, broker_port: int) -> None:
+    It also keeps the CRL (crl.pem, with crl.json as its source) that the broker checks: taking a
+    certificate out of service re-signs the CRL, makes the running broker re-read it (SIGHUP) and
+    drops the thing's live connections through the broker's dynamic-security plugin.
+    """
+
+    def __init__(self, ca_dir: str, broker_host: str, broker_port: int, broker_dir: str | None = None) -> None:
         self.ca_dir = Path(ca_dir)
         self.broker_host = broker_host
         self.broker_port = int(broker_port)
+        # Where the broker trusting this CA keeps its config and pid file (dataplane.broker writes <state>/broker).
+        self.broker_dir = Path(broker_dir) if broker_dir else self.ca_dir.parent / "broker"
         self._ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None
 
     @property
@@ -75,6 +91,81 @@ class LocalCertificateAuthority(DeviceIdentity):
 
     def broker_endpoint(self) -> BrokerEndpoint:
         return BrokerEndpoint(host=self.broker_host, port=self.broker_port)
+
+    @property
+    def crl_path(self) -> Path:
+        """Return the path of the CRL (PEM) the broker checks client certificates against (created if needed)."""
+        path = self.ca_dir / "crl.pem"
+        if not path.exists():
+            self._load_or_create()  # outside the lock: it takes the lock itself
+            with _locked(self.ca_dir / ".lock"):
+                self._write_crl(self._read_crl_state())
+        return path
+
+    def issue_certificate(self, thing_name: str) -> DeviceCredentials:
+        """Issue another certificate with CN = thing_name; certificates issued before keep working."""
+        return self.register_thing(thing_name)
+
+    def set_certificate_state(self, thing_name: str, certificate_id: str, state: str) -> None:
+        """Put the certificate (serial in hex) on or off the CRL, reload the broker, and drop thing_name's connections.
+
+        INACTIVE lists it as certificateHold, REVOKED as keyCompromise, ACTIVE takes a hold off.
+        Raises ValueError for an unknown state or for re-activating a revoked certificate.
+        """
+        if state not in CERTIFICATE_STATES:
+            raise ValueError(f"unknown certificate state {state!r}; use one of {', '.join(CERTIFICATE_STATES)}")
+        self._load_or_create()
+        with _locked(self.ca_dir / ".lock"):
+            entries = self._read_crl_state()
+            current = entries.get(certificate_id, {}).get("state", "ACTIVE")
+            if current == "REVOKED" and state != "REVOKED":
+                raise ValueError(f"certificate {certificate_id} is revoked; a revoked certificate cannot come back")
+            if state == "ACTIVE":
+                entries.pop(certificate_id, None)
+            else:
+                entries[certificate_id] = {"state": state, "at": datetime.now(UTC).isoformat()}
+            self._write_crl(entries)
+        self._apply_on_broker(thing_name, drop=state != "ACTIVE")
+
+    def revoked_serials(self) -> dict[str, str]:
+        """Return certificate id (serial, hex) -> state (INACTIVE or REVOKED) of every certificate on the CRL."""
+        return {serial: entry["state"] for serial, entry in self._read_crl_state().items()}
+
+    def _apply_on_broker(self, thing_name: str, drop: bool) -> None:
+        # Imported here: dataplane.broker builds on this module.
+        from dataplane.broker import BrokerControl
+
+        control = BrokerControl.for_authority(self)
+        control.reload()
+        if drop:
+            control.kick(thing_name)
+
+    def _read_crl_state(self) -> dict[str, dict]:
+        path = self.ca_dir / "crl.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def _write_crl(self, entries: dict[str, dict]) -> None:
+        """Write crl.json and a freshly signed crl.pem (atomically, so a broker never reads half a file)."""
+        ca_cert, ca_key = self._load_or_create()
+        now = datetime.now(UTC)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(ca_cert.subject)
+            .last_update(now - timedelta(minutes=5))
+            .next_update(now + CRL_VALIDITY)
+        )
+        for serial, entry in sorted(entries.items()):
+            revoked = (
+                x509.RevokedCertificateBuilder()
+                .serial_number(int(serial, 16))
+                .revocation_date(datetime.fromisoformat(entry["at"]))
+                .add_extension(x509.CRLReason(_CRL_REASONS[entry["state"]]), critical=False)
+                .build()
+            )
+            builder = builder.add_revoked_certificate(revoked)
+        crl = builder.sign(ca_key, hashes.SHA256())
+        _replace(self.ca_dir / "crl.json", json.dumps(entries, indent=1, sort_keys=True).encode())
+        _replace(self.ca_dir / "crl.pem", crl.public_bytes(_PEM))
 
     def register_thing(self, thing_name: str) -> DeviceCredentials:
         """Issue a one-year client certificate with CN = thing_name; raise ValueError for an unusable name."""
@@ -202,6 +293,12 @@ def _general_name(name: str) -> x509.GeneralName:
         return x509.IPAddress(ipaddress.ip_address(name))
     except ValueError:
         return x509.DNSName(name)
+
+
+def _replace(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 @contextmanager

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cloud.deepar.control import epoch_message
 from cloud.deepar.formats import read_channel
 from cloud.deepar.hyperparameters import DeepARHyperparameters, HyperparameterError, parse_hyperparameters
 from cloud.deepar.metrics import mean_weighted_quantile_loss, rmse
@@ -52,27 +54,52 @@ def batches_per_epoch(records: list[dict[str, Any]], hp: DeepARHyperparameters) 
 
 
 def _distr_output(likelihood: str) -> Any:
-    from gluonts.torch.distributions import NegativeBinomialOutput, NormalOutput, StudentTOutput
+    from gluonts.torch.distributions import (
+        BetaOutput,
+        LaplaceOutput,
+        NegativeBinomialOutput,
+        NormalOutput,
+        StudentTOutput,
+    )
 
-    return {"gaussian": NormalOutput, "student-T": StudentTOutput, "negative-binomial": NegativeBinomialOutput}[
-        likelihood
-    ]()
+    # deterministic-L1: a Laplace likelihood's location is fitted by L1 loss; its median is the point forecast.
+    outputs = {
+        "gaussian": NormalOutput,
+        "beta": BetaOutput,
+        "negative-binomial": NegativeBinomialOutput,
+        "student-T": StudentTOutput,
+        "deterministic-L1": LaplaceOutput,
+    }
+    return outputs[likelihood]()
+
+
+# Between epochs, report at most this often so that a cancel or time limit is noticed within a second or so.
+BATCH_REPORT_INTERVAL_S = 1.0
 
 
 class _EpochProgress:
-    """A Lightning callback reporting each finished epoch (built lazily so importing this module stays light)."""
+    """A Lightning callback reporting each finished epoch and, between, every second (built lazily so importing
+    this module stays light). The progress callback may raise TrainingStopped, which stops the fit."""
 
     @staticmethod
     def create(progress: Progress, epochs: int, losses: list[float]) -> Any:
         import lightning.pytorch as pl
 
         class Callback(pl.Callback):
+            last_report = time.monotonic()
+
+            def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
+                if time.monotonic() - self.last_report >= BATCH_REPORT_INTERVAL_S:
+                    self.last_report = time.monotonic()
+                    done = trainer.current_epoch
+                    progress(10 + 80 * done / epochs, f"training epoch {done + 1}/{epochs}")
+
             def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
                 loss = trainer.callback_metrics.get("train_loss")
-                if loss is not None:
-                    losses.append(float(loss))
+                losses.append(float(loss) if loss is not None else math.nan)
                 done = trainer.current_epoch + 1
-                progress(10 + 80 * done / epochs, f"epoch {done}/{epochs} train_loss {losses[-1] if losses else 'n/a'}")
+                self.last_report = time.monotonic()
+                progress(10 + 80 * done / epochs, epoch_message(done, epochs, losses[-1]))
 
         return Callback()
 

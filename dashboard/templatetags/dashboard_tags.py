@@ -90,3 +90,41 @@ def plotly_script() -> str:
     from dashboard.views import plotly_version
 
     return format_html('<script src="{}"></script>', reverse("dashboard:plotly_js", args=[plotly_version()]))
+
+
+ALARM_STATUS_TEXT = {
+    "active_unack": "active, unacknowledged",
+    "active_ack": "active, acknowledged",
+    "cleared_unack": "cleared, unacknowledged",
+    "cleared_ack": "cleared, acknowledged",
+}
+
+
+@register.filter
+def alarm_status(status: str) -> str:
+    """Return an alarm status (ThingsBoard's four) in words."""
+    return ALARM_STATUS_TEXT.get(status, status)
+
+
+@register.filter
+def is_admin(user: Any) -> bool:
+    """Return whether user holds the admin role (dashboard.roles.is_admin)."""
+    from dashboard.roles import is_admin as holds_admin
+
+    return holds_admin(user)
+
+
+@register.filter
+def role(user: Any) -> str:
+    """Return the user's role name: "admin", "operator" or ""."""
+    from dashboard.roles import role_name
+
+    return role_name(user)
+
+
+@register.simple_tag
+def active_alarm_count() -> int:
+    """Return how many alarms are active (uncleared), for the navigation's badge."""
+    from alarms.models import Alarm
+
+    return Alarm.objects.filter(cleared_at=None).count()

@@ -11,14 +11,19 @@ from __future__ import annotations
 import base64
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from dataplane.ingest.where import Predicate
 
 TOPIC_FILTER = "dt/iotcast/+/telemetry"
 MAX_PAYLOAD_BYTES = 128 * 1024  # IoT Core's message size limit
 PROCESSING_FAILED = "processing-failed"
 OVERSIZE = "oversize"
+UNKNOWN_DEVICE = "unknown-device"
+ERROR_TYPES = (PROCESSING_FAILED, OVERSIZE, UNKNOWN_DEVICE)
 # Fields every reading carries that are not measurements.
 RESERVED_FIELDS = ("message_id", "timestamp")
 # Set by the rule: a payload's own values for these are overwritten.
@@ -39,6 +44,7 @@ class RuleOutcome:
 
     records: list[dict[str, Any]] = field(default_factory=list)
     errors: list[ErrorRecord] = field(default_factory=list)
+    filtered: int = 0  # valid readings the WHERE clause did not select (the rule does not fire for them)
 
 
 class _Rejected(ValueError):
@@ -55,32 +61,65 @@ def device_from_topic(topic: str) -> str:
     return levels[2]
 
 
-def records_from_message(topic: str, payload: bytes, received_at_ms: int) -> RuleOutcome:
+def records_from_message(
+    topic: str,
+    payload: bytes,
+    received_at_ms: int,
+    where: Predicate | None = None,
+    device_known: Callable[[str], bool] | None = None,
+) -> RuleOutcome:
     """Apply the rule to one message and return its records and error records (never raises for bad payloads).
 
-    A JSON object gives one record, an array one per element. Raises ValueError only when topic
-    does not match the rule's filter (the caller subscribed to something else).
+    A JSON object gives one record, an array one per element (an empty array is an error). where
+    selects readings (after the SELECT); device_known, when given, sends messages of things not in
+    the registry to the unknown-device errors. Raises ValueError only when topic does not match the
+    rule's filter (the caller subscribed to something else).
     """
     device_id = device_from_topic(topic)
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        message = f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}"
-        return RuleOutcome(errors=[error_record(OVERSIZE, "PayloadTooLarge", message, payload, topic, received_at_ms)])
+    rejected = _rejected_message(device_id, payload, device_known)
+    if rejected:
+        code, error_type, message = rejected
+        return RuleOutcome(errors=[error_record(error_type, code, message, payload, topic, received_at_ms)])
     try:
         document = _parse_json(payload)
     except _Rejected as exc:
         return RuleOutcome(errors=[error_record(PROCESSING_FAILED, exc.code, str(exc), payload, topic, received_at_ms)])
+    if document == []:
+        reason = "an empty array holds no readings"
+        empty = error_record(PROCESSING_FAILED, "EmptyBatch", reason, payload, topic, received_at_ms)
+        return RuleOutcome(errors=[empty])
+    return _apply(document, payload, topic, device_id, received_at_ms, where)
+
+
+def _rejected_message(device_id: str, payload: bytes, device_known: Callable[[str], bool] | None) -> tuple | None:
+    """Return (code, error type, message) when the whole message is rejected before parsing, else None."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return "PayloadTooLarge", OVERSIZE, f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}"
+    if device_known is not None and not device_known(device_id):
+        return "UnknownDevice", UNKNOWN_DEVICE, f"{device_id!r} is not an active device in the registry"
+    return None
+
+
+def _apply(
+    document: Any, payload: bytes, topic: str, device_id: str, received_at_ms: int, where: Predicate | None
+) -> RuleOutcome:
     elements = document if isinstance(document, list) else [document]
     outcome = RuleOutcome()
     for index, element in enumerate(elements):
-        where = f"element {index}: " if isinstance(document, list) else ""
+        prefix = f"element {index}: " if isinstance(document, list) else ""
         try:
-            outcome.records.append(_record(element, device_id, received_at_ms))
+            record = _record(element, device_id, received_at_ms)
         except _Rejected as exc:
             # Per element, as Firehose sees a batch: the failing element alone is kept whole.
             raw = payload if not isinstance(document, list) else _element_bytes(element)
             outcome.errors.append(
-                error_record(PROCESSING_FAILED, exc.code, f"{where}{exc}", raw, topic, received_at_ms)
+                error_record(PROCESSING_FAILED, exc.code, f"{prefix}{exc}", raw, topic, received_at_ms)
             )
+            continue
+        if where is None or where(record):
+            outcome.records.append(record)
+        else:
+            outcome.filtered += 1
     return outcome
 
 

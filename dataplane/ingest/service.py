@@ -14,6 +14,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from paho.mqtt.properties import Properties
 from cloud.interfaces import Lake
 from dataplane.ingest.delivery import DeliveryStream, FlushedObject
 from dataplane.ingest.rule import records_from_message
+from dataplane.ingest.where import compile_where
 
 log = logging.getLogger("dataplane.ingest")
 
@@ -51,6 +53,9 @@ class IngestConfig:
     subscription: str = SHARED_SUBSCRIPTION
     keepalive_s: int = 30
     session_expiry_s: int = 7 * 24 * 3600
+    where: str = ""  # the rule's WHERE clause (dataplane.ingest.where); empty selects every reading
+    prefix: str = "raw/"
+    error_prefix: str = "errors/"
 
     def credential_files(self) -> tuple[Path, Path, Path]:
         """Return (cert.pem, key.pem, ca.pem); raise FileNotFoundError naming the first one missing."""
@@ -66,17 +71,33 @@ class IngestStats:
     messages: int = 0
     records: int = 0
     errors: int = 0
+    filtered: int = 0
     objects: int = 0
     acked: int = 0
+    # thing -> [last arrival (epoch ms), messages]: device status without a database write per message.
+    devices: dict[str, list[int]] = field(default_factory=dict)
 
 
 class IngestService:
     """Runs the MQTT client and the delivery stream; start() returns at once, stop() flushes and disconnects."""
 
-    def __init__(self, lake: Lake, config: IngestConfig) -> None:
+    def __init__(self, lake: Lake, config: IngestConfig, device_known: Callable[[str], bool] | None = None) -> None:
+        """device_known (e.g. a CachedDeviceNames) sends unregistered things to errors/unknown-device/.
+
+        Raises WhereError when config.where cannot be compiled.
+        """
         self.config = config
         self.stats = IngestStats()
-        self.stream = DeliveryStream(lake, config.buffer_size_mb, config.buffer_interval_s, on_durable=self._on_durable)
+        self.where = compile_where(config.where)
+        self.device_known = device_known
+        self.stream = DeliveryStream(
+            lake,
+            config.buffer_size_mb,
+            config.buffer_interval_s,
+            prefix=config.prefix,
+            error_prefix=config.error_prefix,
+            on_durable=self._on_durable,
+        )
         self.connected = threading.Event()
         self._closing = False
         self._stop = threading.Event()
@@ -162,21 +183,29 @@ class IngestService:
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
         if self._closing:
             return
+        now_ms = int(time.time() * 1000)
         try:
-            outcome = records_from_message(message.topic, message.payload, int(time.time() * 1000))
+            outcome = records_from_message(message.topic, message.payload, now_ms, self.where, self.device_known)
         except ValueError:
             # Not a telemetry topic (the subscription rules that out); never let it stop the loop.
             log.exception("ignoring message on %s", message.topic)
             return
-        self.stats.messages += 1
-        self.stats.records += len(outcome.records)
-        self.stats.errors += len(outcome.errors)
+        self._count(message.topic, outcome, now_ms)
         token = (self._generation, message.mid, message.qos)
         try:
             self.stream.put_records(outcome.records, outcome.errors, token=token)
         except Exception:
             # The lake refused a full buffer: the records stay buffered and the timer retries.
             log.exception("writing a full buffer to the lake failed; will retry")
+
+    def _count(self, topic: str, outcome, now_ms: int) -> None:
+        stats = self.stats
+        stats.messages += 1
+        stats.records += len(outcome.records)
+        stats.errors += len(outcome.errors)
+        stats.filtered += outcome.filtered
+        seen = stats.devices.setdefault(topic.split("/")[2], [0, 0])
+        seen[0], seen[1] = now_ms, seen[1] + 1
 
     # --- durability -> acks ---------------------------------------------------------------
     def _on_durable(self, flushed: FlushedObject) -> None:

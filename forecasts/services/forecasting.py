@@ -39,7 +39,7 @@ def forecast_variant(endpoint_name: str, target_variant: str | None) -> Producti
         raise ForecastUnavailable(str(exc)) from None
     if endpoint.status != Endpoint.Status.IN_SERVICE:
         raise ForecastUnavailable(f"endpoint {endpoint_name} is {endpoint.status}, not InService")
-    variants = list(endpoint.variants.all())
+    variants = [v for v in endpoint.variants.all() if not v.shadow]  # a shadow never answers a client
     if target_variant:
         variants = [v for v in variants if v.name == target_variant]
     if not variants or sum(v.weight for v in variants) <= 0:

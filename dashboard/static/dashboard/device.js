@@ -1,4 +1,4 @@
-/* Device page: live charts of every metric, refreshed every 5 s from readings.json without a reload. */
+/* Device page: live charts of every metric and their min/mean/max, refreshed every 2 s without a reload. */
 (function () {
   "use strict";
   const root = document.getElementById("live");
@@ -10,7 +10,7 @@
   const errorBox = document.getElementById("live-error");
   const status = document.getElementById("live-status");
   const COLORS = ["#0f6cbd", "#c2410c", "#15803d", "#7c3aed", "#b91c1c", "#0e7490", "#a16207"];
-  const REFRESH_MS = 5000;
+  const REFRESH_MS = 2000;
   let minutes = Number(root.dataset.minutes) || 60;
   let busy = false;
   let again = false; // a window change while a fetch is in flight refetches right after it
@@ -38,6 +38,25 @@
     stamp.append(timeElement(data.latest.timestamp));
     when.append(label, stamp);
     latest.append(when);
+  }
+
+  function renderAggregates(data) {
+    const wrap = document.getElementById("aggregates-wrap");
+    const rows = data.order.map(function (metric) {
+      const meta = data.metrics[metric];
+      const stats = (data.aggregates || {})[metric] || {};
+      const row = document.createElement("tr");
+      [meta.label, formatNumber(stats.min, meta.unit), formatNumber(stats.mean, meta.unit),
+        formatNumber(stats.max, meta.unit), String(stats.count || 0)].forEach(function (text, index) {
+        const td = document.createElement(index ? "td" : "th");
+        td.textContent = text;
+        if (index) td.className = "num";
+        row.append(td);
+      });
+      return row;
+    });
+    wrap.querySelector("tbody").replaceChildren(...rows);
+    wrap.hidden = rows.length === 0;
   }
 
   function chartFor(metric) {
@@ -89,6 +108,7 @@
       showError(errorBox, "");
       empty.hidden = data.count > 0;
       renderLatest(data);
+      renderAggregates(data);
       renderCharts(data);
       status.textContent = (data.resampled ? "means per " + data.resampled : data.count + " readings") +
         " · updated " + new Date().toLocaleTimeString();

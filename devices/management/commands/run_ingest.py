@@ -2,6 +2,7 @@
 
 import signal
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from django.conf import settings
@@ -9,7 +10,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from cloud.backends import get_backend
 from cloud.interfaces import BackendError
-from dataplane.ingest.service import IngestConfig, IngestService, default_client_id
+from dataplane.ingest.directory import CachedDeviceNames
+from dataplane.ingest.service import SHARED_SUBSCRIPTION, IngestConfig, IngestService, default_client_id
+from devices import selectors
+
+DEFAULT_RULE = "iotcast-telemetry"
 
 
 class Command(BaseCommand):
@@ -17,7 +22,9 @@ class Command(BaseCommand):
         "Run the ingest service: read device telemetry from the broker's shared subscription "
         "$share/ingest/dt/iotcast/+/telemetry, apply the IoT rule, and write newline-delimited JSON "
         "objects to the lake's raw/ and errors/ zones as Kinesis Firehose would. Messages are acked "
-        "only once durable. Runs until SIGTERM or Ctrl-C, then flushes its buffers and exits."
+        "only once durable. The topic rule named by --rule (admin: Devices > Topic rules) supplies the WHERE "
+        "clause, buffering hints and prefixes; things missing from the registry go to errors/unknown-device/. "
+        "Runs until SIGTERM or Ctrl-C, then flushes its buffers and exits."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -33,14 +40,29 @@ class Command(BaseCommand):
         parser.add_argument(
             "--buffer-size-mb",
             type=float,
-            default=settings.INGEST_BUFFER_SIZE_MB,
-            help="write an object once this many MiB are buffered (default: INGEST_BUFFER_SIZE_MB)",
+            default=None,
+            help="write an object once this many MiB are buffered (default: the rule's, else INGEST_BUFFER_SIZE_MB)",
         )
         parser.add_argument(
             "--buffer-interval-s",
             type=float,
-            default=settings.INGEST_BUFFER_INTERVAL_S,
-            help="write an object once its first record is this old (default: INGEST_BUFFER_INTERVAL_S)",
+            default=None,
+            help="write an object once its first record is this old "
+            "(default: the rule's, else INGEST_BUFFER_INTERVAL_S)",
+        )
+        parser.add_argument(
+            "--subscription",
+            default=SHARED_SUBSCRIPTION,
+            help="the shared subscription to read (default %(default)s): workers of one group share the messages",
+        )
+        parser.add_argument(
+            "--rule", default=DEFAULT_RULE, help="name of the topic rule to apply (default %(default)s; none: defaults)"
+        )
+        parser.add_argument(
+            "--registry-refresh-s",
+            type=float,
+            default=5.0,
+            help="how often to re-read the active device names (default %(default)s s)",
         )
         parser.add_argument(
             "--client-id",
@@ -55,7 +77,8 @@ class Command(BaseCommand):
             lake.ping()
         except BackendError as exc:
             raise CommandError(f"the lake {lake.url} is not usable: {exc}") from exc
-        service = IngestService(lake, config)
+        registry = CachedDeviceNames(selectors.device_names_active, options["registry_refresh_s"])
+        service = IngestService(lake, config, registry)
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
@@ -74,20 +97,32 @@ class Command(BaseCommand):
         )
 
 
+def _rule_settings(options: dict) -> dict:
+    """Return IngestConfig fields from the rule (if it exists and is enabled) overlaid by explicit options."""
+    rule = selectors.topic_rule_get(options["rule"])
+    found = {}
+    if rule is not None:
+        found = {"where": rule.where, "prefix": rule.prefix, "error_prefix": rule.error_output_prefix}
+        found |= {"buffer_size_mb": rule.buffer_size_mb, "buffer_interval_s": rule.buffer_interval_s}
+    size = options["buffer_size_mb"] or found.get("buffer_size_mb", settings.INGEST_BUFFER_SIZE_MB)
+    interval = options["buffer_interval_s"]
+    interval = interval if interval is not None else found.get("buffer_interval_s", settings.INGEST_BUFFER_INTERVAL_S)
+    if not 0 < size <= 128 or not 0 <= interval <= 900:
+        raise CommandError("--buffer-size-mb must be in (0, 128] and --buffer-interval-s in [0, 900] (Firehose hints)")
+    return {**found, "buffer_size_mb": size, "buffer_interval_s": interval}
+
+
 def _config(options: dict) -> IngestConfig:
-    """Return the service's configuration from the options; raise CommandError for bad values."""
-    if options["buffer_size_mb"] <= 0 or options["buffer_interval_s"] < 0:
-        raise CommandError("--buffer-size-mb must be > 0 and --buffer-interval-s >= 0")
+    """Return the service's configuration from the options and the rule; raise CommandError for bad values."""
     config = IngestConfig(
         host=options["host"],
         port=options["port"],
         credentials_dir=options["credentials"].resolve(),
         client_id=options["client_id"],
-        buffer_size_mb=options["buffer_size_mb"],
-        buffer_interval_s=options["buffer_interval_s"],
+        subscription=options["subscription"],
     )
     try:
         config.credential_files()
     except FileNotFoundError as exc:
         raise CommandError(f"{exc} (issue the service credentials first)") from exc
-    return config
+    return replace(config, **_rule_settings(options))

@@ -1,0 +1,65 @@
+/* Devices page: search and sort the table in place, and draw the offline map of device locations. */
+(function () {
+  "use strict";
+  const table = document.getElementById("device-table");
+  if (!table) return;
+  const body = table.tBodies[0];
+  const search = document.getElementById("device-search");
+  const count = document.getElementById("device-count");
+  const noMatch = document.getElementById("device-search-empty");
+
+  function filter() {
+    const words = search.value.trim().toLowerCase().split(/\s+/).filter(Boolean);
+    let shown = 0;
+    Array.from(body.rows).forEach(function (row) {
+      const visible = words.every(function (word) { return row.dataset.search.includes(word); });
+      row.hidden = !visible;
+      shown += visible ? 1 : 0;
+    });
+    count.textContent = words.length ? shown + " of " + body.rows.length + " shown" : "";
+    noMatch.hidden = shown > 0;
+  }
+
+  function sortBy(th) {
+    const index = Array.from(th.parentNode.children).indexOf(th);
+    const numeric = th.dataset.sort === "number";
+    const ascending = th.getAttribute("aria-sort") !== "ascending";
+    table.querySelectorAll("th[aria-sort]").forEach(function (other) { other.removeAttribute("aria-sort"); });
+    th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+    const rows = Array.from(body.rows).sort(function (a, b) {
+      const x = a.cells[index].dataset.value, y = b.cells[index].dataset.value;
+      const order = numeric ? Number(x) - Number(y) : x.localeCompare(y);
+      return ascending ? order : -order;
+    });
+    body.append(...rows);
+  }
+
+  search.addEventListener("input", filter);
+  table.querySelectorAll("th[data-sort] button").forEach(function (button) {
+    button.addEventListener("click", function () { sortBy(button.parentNode); });
+  });
+
+  const mapDiv = document.getElementById("device-map");
+  if (!mapDiv || !window.Plotly) return;
+  const points = JSON.parse(document.getElementById("map-points").textContent);
+  const trace = {
+    type: "scattergeo", mode: "markers+text", lat: points.map(function (p) { return p.lat; }),
+    lon: points.map(function (p) { return p.lon; }), text: points.map(function (p) { return p.name; }),
+    textposition: "top center", customdata: points.map(function (p) { return p.url; }),
+    marker: { size: 12, color: points.map(function (p) { return p.online ? "#1a7f37" : "#8c959f"; }),
+      line: { width: 1, color: "#fff" } },
+    hovertemplate: "<b>%{text}</b><br>%{lat:.4f}, %{lon:.4f}<extra></extra>",
+  };
+  const layout = {
+    margin: { l: 10, r: 10, t: 10, b: 10 }, showlegend: false,
+    geo: { fitbounds: "locations", projection: { type: "mercator" }, showland: false, showcoastlines: false,
+      showcountries: false, showframe: true, bgcolor: "#f8fafc",
+      lataxis: { showgrid: true, gridcolor: "#dde3ea", dtick: 1 }, lonaxis: { showgrid: true, gridcolor: "#dde3ea", dtick: 1 } },
+  };
+  // topojsonURL points at the project: plotly never reaches for its CDN (there are no base-map shapes offline).
+  Plotly.newPlot(mapDiv, [trace], layout, { responsive: true, displaylogo: false, topojsonURL: mapDiv.dataset.topojsonUrl });
+  mapDiv.on("plotly_click", function (event) {
+    const url = event.points[0] && event.points[0].customdata;
+    if (url) window.location.href = url;
+  });
+})();

@@ -1,0 +1,88 @@
+// The /serving/ page: weights as sliders + numbers (admins apply them), live metrics, rollout steps, Stop.
+(function () {
+  "use strict";
+  const csrf = () => (document.querySelector("[name=csrfmiddlewaretoken]") || {}).value || "";
+  const api = (path, options) => fetch(`/api/v1/endpoints/${path}`, {
+    credentials: "same-origin",
+    headers: {"Content-Type": "application/json", "X-CSRFToken": csrf()},
+    ...options,
+  }).then(async (r) => ({ok: r.ok, status: r.status, body: await r.json().catch(() => ({}))}));
+
+  function shares(card) {
+    const inputs = [...card.querySelectorAll("input[type=number]")];
+    const production = inputs.filter((i) => card.querySelector(`[data-share="${i.dataset.for}"]`).dataset.shadow !== "true");
+    const total = production.reduce((sum, i) => sum + (parseFloat(i.value) || 0), 0);
+    inputs.forEach((input) => {
+      const cell = card.querySelector(`[data-share="${input.dataset.for}"]`);
+      const share = total > 0 ? (100 * (parseFloat(input.value) || 0)) / total : 0;
+      cell.textContent = cell.dataset.shadow === "true" ? `mirrors ${Math.min(100, share).toFixed(1)}%` : `${share.toFixed(1)}%`;
+    });
+  }
+
+  function bindWeights(card, name, note) {
+    const form = card.querySelector("[data-role=weights]");
+    form.querySelectorAll("input[type=range]").forEach((slider) => {
+      const number = form.querySelector(`input[data-for="${slider.name}"]`);
+      slider.addEventListener("input", () => { number.value = slider.value; shares(card); });
+      number.addEventListener("input", () => { slider.value = number.value; shares(card); });
+    });
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const weights = {};
+      form.querySelectorAll("input[type=number]:not([disabled])").forEach((i) => { weights[i.dataset.for] = parseFloat(i.value); });
+      const answer = await api(`${name}/weights`, {method: "PATCH", body: JSON.stringify({weights})});
+      note.textContent = answer.ok ? `update #${answer.body.id} queued` : answer.body.message || `error ${answer.status}`;
+    });
+    shares(card);
+  }
+
+  function showOperation(card, name, detail) {
+    const box = card.querySelector("[data-role=rollout]");
+    const active = (detail.operations || []).find((op) => op.status === "queued" || op.status === "running");
+    const shown = active || (detail.operations || [])[0];
+    box.hidden = !active;
+    card.querySelector("[data-role=status]").textContent = detail.status;
+    if (!shown) return;
+    box.querySelector("[data-role=op-title]").textContent = `${shown.kind} #${shown.id} (${shown.status})`;
+    const list = box.querySelector("[data-role=steps]");
+    list.replaceChildren(...shown.steps.map((step) => {
+      const item = document.createElement("li");
+      item.className = step.state;
+      item.textContent = `${step.percent}%: ${step.message} [${step.state}]`;
+      return item;
+    }));
+    const stop = box.querySelector("[data-role=stop]");
+    if (stop) stop.onclick = () => api(`${name}/operations/${shown.id}/stop`, {method: "POST"});
+  }
+
+  function plot(card, metrics) {
+    const chart = card.querySelector("[data-role=chart]");
+    if (!window.Plotly) return;
+    const traces = [];
+    Object.entries(metrics.variants || {}).forEach(([variant, data]) => {
+      const x = data.points.map((p) => new Date(p.t * 1000));
+      traces.push({x, y: data.points.map((p) => p.invocations / metrics.period), name: `${variant} req/s`, type: "scatter"});
+      traces.push({x, y: data.points.map((p) => p.model_latency_ms), name: `${variant} model ms`, yaxis: "y2", type: "scatter", line: {dash: "dot"}});
+      traces.push({x, y: data.points.map((p) => p.errors_4xx + p.errors_5xx), name: `${variant} errors`, type: "bar"});
+    });
+    window.Plotly.react(chart, traces, {
+      margin: {t: 10, r: 50, b: 40, l: 50}, height: 260, legend: {orientation: "h"},
+      yaxis: {title: "req/s, errors"}, yaxis2: {title: "ms", overlaying: "y", side: "right"},
+    }, {displayModeBar: false, responsive: true});
+  }
+
+  document.querySelectorAll("[data-endpoint]").forEach((card) => {
+    const name = card.dataset.endpoint;
+    const note = card.querySelector("[data-role=note]");
+    bindWeights(card, name, note);
+    const refresh = async () => {
+      const detail = await api(name);
+      if (detail.ok) showOperation(card, name, detail.body);
+      const metrics = await api(`${name}/metrics?minutes=15&period=10`);
+      if (metrics.ok) plot(card, metrics.body);
+      else note.textContent = metrics.body.message || "metrics unavailable";
+    };
+    refresh();
+    setInterval(refresh, 3000);
+  });
+})();
