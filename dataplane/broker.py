@@ -21,6 +21,7 @@ from pathlib import Path
 
 from cloud.local.identity import LocalCertificateAuthority, write_private_file
 from dataplane.ports import port_open
+from dataplane.processes import log_tail, stop_process
 
 log = logging.getLogger("dataplane.broker")
 
@@ -162,28 +163,14 @@ def start_broker(config_path: Path, port: int, host: str = "127.0.0.1", timeout:
     while not port_open(port, host, timeout=0.2):
         if process.poll() is not None or time.monotonic() > deadline:
             stop_broker(process)
-            raise BrokerError(f"mosquitto did not start on {host}:{port}: {_tail(log_path)}")
+            raise BrokerError(f"mosquitto did not start on {host}:{port}: {log_tail(log_path)}")
         time.sleep(0.05)
     return process
 
 
 def stop_broker(process: subprocess.Popen, timeout: float = 5.0) -> None:
     """Stop a broker started by start_broker (SIGTERM, then SIGKILL after timeout seconds)."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _tail(log_path: Path, lines: int = 15) -> str:
-    try:
-        text = log_path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return "(no output)"
-    return " | ".join(text[-lines:]) or "(no output)"
+    stop_process(process, timeout)
 
 
 @dataclass

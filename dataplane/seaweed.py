@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dataplane.ports import free_port, port_open
+from dataplane.processes import log_tail, stop_process
 
 # weed's plugin worker dials the admin gRPC port at admin HTTP port + 10000, whatever
 # -admin.port.grpc says, so the admin pair keeps that offset.
@@ -145,10 +146,11 @@ def _wait_until_serving(process: subprocess.Popen, host: str, port: int, log_pat
     deadline = time.monotonic() + timeout
     while not _s3_answers(host, port):
         if process.poll() is not None:
-            raise SeaweedError(f"weed mini exited with code {process.returncode}: {_tail(log_path)}")
+            raise SeaweedError(f"weed mini exited with code {process.returncode}: {log_tail(log_path)}")
         if time.monotonic() > deadline:
             stop_seaweed(process)
-            raise SeaweedError(f"weed mini did not serve S3 on {host}:{port} within {timeout:.0f} s: {_tail(log_path)}")
+            reason = log_tail(log_path)
+            raise SeaweedError(f"weed mini did not serve S3 on {host}:{port} within {timeout:.0f} s: {reason}")
         time.sleep(0.1)
 
 
@@ -165,21 +167,7 @@ def _s3_answers(host: str, port: int) -> bool:
 
 def stop_seaweed(process: subprocess.Popen, timeout: float = 10.0) -> None:
     """Stop a store started by start_seaweed (SIGTERM, then SIGKILL after timeout seconds)."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _tail(log_path: Path, lines: int = 20) -> str:
-    try:
-        text = log_path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return "(no output)"
-    return " | ".join(line for line in text[-lines:] if line.strip()) or "(no output)"
+    stop_process(process, timeout)
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -17,7 +17,6 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
-from cloud.backends import get_backend
 from devices.models import Device, DeviceCertificate
 from devices.selectors import device_get, device_list, device_names_active
 from devices.services import device_kit_write, device_register, devices_parse_csv
@@ -27,21 +26,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def identity(settings, mqtt_broker):
-    """Install the test broker's CA as the identity backend, so issued kits connect to that broker."""
-    backends = dict(settings.CLOUD_BACKENDS)
-    backends["identity"] = {
-        "BACKEND": "cloud.local.identity.LocalCertificateAuthority",
-        "OPTIONS": {
-            "ca_dir": str(mqtt_broker.authority.ca_dir),
-            "broker_host": mqtt_broker.host,
-            "broker_port": mqtt_broker.port,
-        },
-    }
-    settings.CLOUD_BACKENDS = backends
-    get_backend.cache_clear()
-    yield get_backend("identity")
-    get_backend.cache_clear()
+def identity(identity_on_test_broker):
+    """The identity backend issuing from the test broker's CA (see tests/fixtures/pipeline.py)."""
+    return identity_on_test_broker
 
 
 @pytest.fixture

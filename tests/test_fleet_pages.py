@@ -14,22 +14,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def identity(settings, mqtt_broker):
-    from cloud.backends import get_backend
-
-    backends = dict(settings.CLOUD_BACKENDS)
-    backends["identity"] = {
-        "BACKEND": "cloud.local.identity.LocalCertificateAuthority",
-        "OPTIONS": {
-            "ca_dir": str(mqtt_broker.authority.ca_dir),
-            "broker_host": mqtt_broker.host,
-            "broker_port": mqtt_broker.port,
-        },
-    }
-    settings.CLOUD_BACKENDS = backends
-    get_backend.cache_clear()
-    yield get_backend("identity")
-    get_backend.cache_clear()
+def identity(identity_on_test_broker):
+    """The identity backend issuing from the test broker's CA (see tests/fixtures/pipeline.py)."""
+    return identity_on_test_broker
 
 
 @pytest.fixture
