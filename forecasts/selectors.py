@@ -59,6 +59,19 @@ def _check_metrics(metrics: list[str]) -> None:
         raise ValueError(f"unknown metric(s) {', '.join(unknown)}; known metrics: {', '.join(known)}")
 
 
+def _reading_window(
+    metrics: list[str] | None, start: datetime | None, end: datetime | None
+) -> tuple[list[str], datetime, datetime]:
+    """Return (metrics, start, end) with the defaults (all metrics, the last 24 h); raise ValueError when invalid."""
+    metrics = list(metrics) if metrics else telemetry_metrics()
+    _check_metrics(metrics)
+    end = end or timezone.now()
+    start = start or end - timedelta(hours=24)
+    if start > end:
+        raise ValueError("start must not be after end")
+    return metrics, start, end
+
+
 def readings_recent(
     device_name: str,
     start: datetime | None = None,
@@ -71,12 +84,7 @@ def readings_recent(
     Each reading is {"timestamp", "received_at", "message_id", <metric>: float | None, ...}.
     Raises ValueError for an unknown metric or a start after end; BackendError when the query fails.
     """
-    metrics = list(metrics) if metrics else telemetry_metrics()
-    _check_metrics(metrics)
-    end = end or timezone.now()
-    start = start or end - timedelta(hours=24)
-    if start > end:
-        raise ValueError("start must not be after end")
+    metrics, start, end = _reading_window(metrics, start, end)
     result = _query(
         'SELECT * FROM telemetry_live WHERE device_id = ? AND "timestamp" >= ? AND "timestamp" <= ? '
         'AND date BETWEEN ? AND ? ORDER BY "timestamp" DESC, message_id LIMIT ?',
@@ -106,12 +114,7 @@ def readings_export(
     Columns: timestamp, received_at, message_id and the metrics (default: all). At most EXPORT_MAX_ROWS rows.
     Raises ValueError for an unknown metric or a start after end; BackendError when the query fails.
     """
-    metrics = list(metrics) if metrics else telemetry_metrics()
-    _check_metrics(metrics)
-    end = end or timezone.now()
-    start = start or end - timedelta(hours=24)
-    if start > end:
-        raise ValueError("start must not be after end")
+    metrics, start, end = _reading_window(metrics, start, end)
     columns = ", ".join(['"timestamp"', "received_at", "message_id", *(f'"{name}"' for name in metrics)])
     return _query(
         f'SELECT {columns} FROM telemetry_live WHERE device_id = ? AND "timestamp" >= ? AND "timestamp" <= ? '

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,16 +133,24 @@ def load_raw(
 ) -> dict[str, str]:
     """Create (temp) table `table` holding the raw files' rows; return the field types it was read with."""
     kind = "TEMP TABLE" if temporary else "TABLE"
-    for robust in (False, True):
-        types = raw_types(detected, robust)
-        try:
-            con.execute(f"CREATE OR REPLACE {kind} {table} AS {read_raw_sql(paths, types)}")
-        except (duckdb.ConversionException, duckdb.InvalidInputException):
-            if robust:
-                raise
-            continue
+    return read_with_fallback(
+        detected, lambda types: con.execute(f"CREATE OR REPLACE {kind} {table} AS {read_raw_sql(paths, types)}")
+    )
+
+
+def read_with_fallback(detected: dict[str, str], read: Callable[[dict[str, str]], object]) -> dict[str, str]:
+    """Call read(types) with the fast types, then with the robust ones if that fails; return the types that worked.
+
+    The fast read types numeric fields as DOUBLE; a text value in one (past the detection sample) makes
+    DuckDB fail, and the robust read (every such field as JSON) takes over. Raises what the robust read raises.
+    """
+    try:
+        read(raw_types(detected, robust=False))
+        return raw_types(detected, robust=False)
+    except (duckdb.ConversionException, duckdb.InvalidInputException):
+        types = raw_types(detected, robust=True)
+        read(types)
         return types
-    raise AssertionError("unreachable")
 
 
 def reject_reason_sql(

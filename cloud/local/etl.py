@@ -36,8 +36,8 @@ from cloud.local.duckdb_telemetry import (
     quote_ident,
     quote_literal,
     raw_partition,
-    raw_types,
     read_raw_sql,
+    read_with_fallback,
     reject_reason_sql,
 )
 
@@ -234,24 +234,18 @@ class DuckDBEtlJob(EtlJob):
     ) -> dict[str, str]:
         """Read the raw files once into temp table src with _ts, _date and _reason; return the read types.
 
-        The fast read types numeric fields as DOUBLE; a text value in one (past the detection sample)
-        makes it fail, and the robust read (every such field as JSON) takes over.
+        See read_with_fallback for why a read may happen twice.
         """
-        for robust in (False, True):
-            types = raw_types(detected, robust)
+
+        def read(types: dict[str, str]) -> None:
             reason = reject_reason_sql(types, numeric, self.ranges, parsed_ts="_ts")
-            try:
-                con.execute(
-                    f"CREATE OR REPLACE TEMP TABLE src AS SELECT *, {reason} AS _reason, "
-                    "CAST(CAST(_ts AS DATE) AS VARCHAR) AS _date FROM "
-                    f'(SELECT *, try_cast("timestamp" AS TIMESTAMPTZ) AS _ts FROM ({read_raw_sql(paths, types)}))'
-                )
-            except (duckdb.ConversionException, duckdb.InvalidInputException):
-                if robust:
-                    raise
-                continue
-            return types
-        raise AssertionError("unreachable")
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE src AS SELECT *, {reason} AS _reason, "
+                "CAST(CAST(_ts AS DATE) AS VARCHAR) AS _date FROM "
+                f'(SELECT *, try_cast("timestamp" AS TIMESTAMPTZ) AS _ts FROM ({read_raw_sql(paths, types)}))'
+            )
+
+        return read_with_fallback(detected, read)
 
     def _write_rejects(
         self, lake: Lake, con: duckdb.DuckDBPyConnection, batch: _Batch, key_of: dict, broken: list[dict]
