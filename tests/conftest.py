@@ -26,3 +26,16 @@ def lake(tmp_path, settings):
     get_backend.cache_clear()
     yield get_backend("lake")
     get_backend.cache_clear()
+
+
+@pytest.fixture
+def mocked_aws(monkeypatch):
+    """moto's mock_aws with fake credentials in us-east-1, for testing the aws backends' boto3 calls."""
+    from moto import mock_aws
+
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    with mock_aws():
+        yield

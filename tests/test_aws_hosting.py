@@ -7,7 +7,6 @@ from types import SimpleNamespace
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from cloud.aws.hosting import SageMakerHosting, deployment_config
 from cloud.interfaces import VariantSpec
@@ -17,20 +16,16 @@ KEY = "models/deepar-1/output/model.tar.gz"
 
 
 @pytest.fixture
-def aws(monkeypatch, settings):
+def aws(mocked_aws, settings):
     from cloud.backends import get_backend
 
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
-        monkeypatch.setenv(name, value)
-    with mock_aws():
-        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="iotcast-lake")
-        backends = dict(settings.CLOUD_BACKENDS)
-        backends["lake"] = {"BACKEND": "cloud.lake.S3Lake", "OPTIONS": {"url": "s3://iotcast-lake"}}
-        settings.CLOUD_BACKENDS = backends
-        get_backend.cache_clear()
-        yield SageMakerHosting("us-east-1", role_arn=ROLE, poll_s=0.01, timeout_s=5)
-        get_backend.cache_clear()
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="iotcast-lake")
+    backends = dict(settings.CLOUD_BACKENDS)
+    backends["lake"] = {"BACKEND": "cloud.lake.S3Lake", "OPTIONS": {"url": "s3://iotcast-lake"}}
+    settings.CLOUD_BACKENDS = backends
+    get_backend.cache_clear()
+    yield SageMakerHosting("us-east-1", role_arn=ROLE, poll_s=0.01, timeout_s=5)
+    get_backend.cache_clear()
 
 
 def variants(weight_b: float = 1.0) -> list[VariantSpec]:

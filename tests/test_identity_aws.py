@@ -7,7 +7,6 @@ import boto3
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from moto import mock_aws
 
 from cloud.aws.identity import IoTCoreIdentity, amazon_root_ca
 from cloud.interfaces import BackendError
@@ -16,12 +15,8 @@ REGION = "us-east-1"
 
 
 @pytest.fixture
-def aws(monkeypatch):
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    with mock_aws():
-        yield boto3.client("iot", region_name=REGION)
+def aws(mocked_aws):
+    return boto3.client("iot", region_name=REGION)
 
 
 def test_register_thing_creates_thing_certificate_and_scoped_policy(aws):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import boto3
 import pytest
 from botocore.stub import Stubber
-from moto import mock_aws
 
 from cloud.aws.training import SageMakerDeepAR, deepar_image_uri
 from cloud.deepar.control import TrainingCancelled
@@ -30,13 +29,9 @@ BASE = {"TrainingJobName": SPEC.job_name, "TrainingJobArn": "arn:aws:sagemaker:u
 
 
 @pytest.fixture
-def aws(monkeypatch):
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    with mock_aws():
-        boto3.client("s3", region_name=REGION).create_bucket(Bucket="iotcast-lake")
-        yield boto3.client("sagemaker", region_name=REGION)
+def aws(mocked_aws):
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket="iotcast-lake")
+    return boto3.client("sagemaker", region_name=REGION)
 
 
 def test_a_training_job_uses_the_deepar_image_s3_channels_and_string_hyperparameters(aws):
