@@ -90,6 +90,10 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "DeviceStatusEnum": "devices.models.Device.Status",
         "CertificateStatusEnum": "devices.models.DeviceCertificate.Status",
+        "EndpointStatusEnum": "deployments.models.Endpoint.Status",
+        "PipelineRunStatusEnum": "forecasts.models.PipelineRun.Status",
+        "TrainingJobStatusEnum": "forecasts.models.TrainingJob.Status",
+        "EndpointOperationStatusEnum": "deployments.models.EndpointOperation.Status",
     },
 }
 
