@@ -29,6 +29,10 @@ class BackendUnavailable(BackendError):
     """A backend's service could not be reached; retrying later may succeed."""
 
 
+class QueryTimeout(BackendError):
+    """A query ran past its time limit and was stopped."""
+
+
 # --- lake -------------------------------------------------------------------
 @dataclass(frozen=True)
 class ObjectInfo:
@@ -138,14 +142,45 @@ class TableSchema:
     partitions: list[dict[str, str]] = field(default_factory=list)
     classification: str = "json"
     objects_scanned: int = 0
+    # {partition path "year=2026/month=11/...": {field: type}} of the partitions this crawl read
+    # (Glue keeps a schema per partition): the crawl service finds type conflicts with it.
+    partition_columns: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Objects the crawler could not parse (corrupt JSON): skipped and named, never fatal.
+    unreadable: list[str] = field(default_factory=list)
+
+
+# Glue's SchemaChangePolicy and RecrawlPolicy values.
+UPDATE_BEHAVIORS = ("UPDATE_IN_DATABASE", "LOG")
+DELETE_BEHAVIORS = ("LOG", "DELETE_FROM_DATABASE", "DEPRECATE_IN_DATABASE")
+RECRAWL_POLICIES = ("CRAWL_EVERYTHING", "CRAWL_NEW_FOLDERS_ONLY")
+
+
+@dataclass(frozen=True)
+class CrawlPolicy:
+    """How a crawl treats schema changes and which folders it reads (Glue's crawler policies)."""
+
+    update_behavior: str = "UPDATE_IN_DATABASE"
+    delete_behavior: str = "DEPRECATE_IN_DATABASE"
+    recrawl_policy: str = "CRAWL_EVERYTHING"
 
 
 class Crawler(ABC):
     """Infers the raw zone's table schema (a Glue crawler)."""
 
     @abstractmethod
-    def crawl(self, lake: Lake, progress: Progress = no_progress) -> TableSchema:
-        """Return the schema found in the lake's raw zone."""
+    def crawl(
+        self,
+        lake: Lake,
+        progress: Progress = no_progress,
+        policy: CrawlPolicy | None = None,
+        crawled: list[dict[str, str]] | None = None,
+    ) -> TableSchema:
+        """Return the schema found in the lake's raw zone.
+
+        partitions lists every partition present; columns and partition_columns describe the
+        objects read. With policy.recrawl_policy CRAWL_NEW_FOLDERS_ONLY only partitions not in
+        crawled (those the catalog already holds) are read.
+        """
 
 
 # --- ETL ------------------------------------------------------------------------
@@ -200,8 +235,13 @@ class QueryEngine(ABC):
     """
 
     @abstractmethod
-    def execute(self, lake: Lake, sql: str, params: list[Any] | None = None) -> QueryResult:
-        """Run sql with positional ? params and return its rows."""
+    def execute(
+        self, lake: Lake, sql: str, params: list[Any] | None = None, timeout_s: float | None = None
+    ) -> QueryResult:
+        """Run sql with positional ? params and return its rows.
+
+        timeout_s, when given, stops the query after that many seconds (raise QueryTimeout).
+        """
 
 
 # --- training ---------------------------------------------------------------------
@@ -212,6 +252,7 @@ class TrainingSpec:
     test_key: str
     hyperparameters: dict[str, str]
     output_prefix: str
+    dynamic_feat: tuple[str, ...] = ()  # names of the channels' calendar features, recorded with the model
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import forms
 
 from alarms.models import AlarmRule
+from dashboard.models import PipelineSchedule
 from dashboard.selectors import forecast_metrics_safe
 from dashboard.units import metric_label
 
@@ -43,3 +44,12 @@ class AlarmRuleForm(forms.ModelForm):
         self.fields["metric"].choices = [(name, metric_label(name)) for name in metrics]
         self.fields["device"].empty_label = "every device"
         self.fields["threshold"].widget.attrs["step"] = "any"
+
+
+class ScheduleForm(forms.ModelForm):
+    """The admins' pipeline schedule: seconds between crawl/ETL cycles and between retrainings (empty: default)."""
+
+    class Meta:
+        model = PipelineSchedule
+        fields = ["crawl_interval_s", "train_interval_s"]
+        labels = {"crawl_interval_s": "Crawl + ETL every (s)", "train_interval_s": "Retrain every (s)"}

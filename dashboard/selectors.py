@@ -276,3 +276,89 @@ def device_map_points(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for row in rows
         if row["device"].latitude is not None and row["device"].longitude is not None
     ]
+
+
+def schedule_intervals() -> dict[str, Any]:
+    """Return the pipeline schedule in force: {"crawl_interval_s", "train_interval_s", "cycle_s" (beat's period),
+    "crawl_overridden", "train_overridden", "updated_at", "updated_by"}; overrides from PipelineSchedule, else settings.
+    """
+    from django.conf import settings
+
+    from dashboard.models import PipelineSchedule
+
+    row = PipelineSchedule.objects.select_related("updated_by").filter(pk=1).first()
+    crawl, train = (row.crawl_interval_s, row.train_interval_s) if row else (None, None)
+    return {
+        "crawl_interval_s": crawl or settings.PIPELINE_INTERVAL_S,
+        "train_interval_s": train or settings.TRAIN_INTERVAL_S,
+        "cycle_s": settings.PIPELINE_INTERVAL_S,
+        "crawl_overridden": crawl is not None,
+        "train_overridden": train is not None,
+        "updated_at": row.updated_at if row else None,
+        "updated_by": row.updated_by if row else None,
+    }
+
+
+ERRORS_PREFIX = "errors/"
+ERROR_OBJECTS_READ = 20  # per error type: the newest objects are read for record counts and samples
+
+
+def _error_line(line: str) -> dict[str, str]:
+    """Return {"reason", "record"} of one errors-zone line (Firehose error document or ETL reject)."""
+    import base64
+    import json
+
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        return {"reason": "unreadable error line", "record": line[:2000]}
+    if not isinstance(doc, dict):
+        return {"reason": "", "record": line[:2000]}
+    reason = doc.get("errorMessage") or doc.get("reason") or doc.get("errorCode") or ""
+    if "rawData" in doc:  # Firehose's error output keeps the payload base64-encoded and whole
+        try:
+            record = base64.b64decode(doc["rawData"]).decode("utf-8", "replace")
+        except ValueError:
+            record = str(doc["rawData"])
+    else:
+        raw = doc.get("record", doc)
+        record = raw if isinstance(raw, str) else json.dumps(raw, sort_keys=True)
+    return {"reason": str(reason), "record": record[:2000]}
+
+
+def _error_type_summary(lake: Any, error_type: str, objects: list) -> dict[str, Any]:
+    """Return one error type's row: objects, bytes, records in the newest objects, newest reason and record."""
+    newest = sorted(objects, key=lambda info: info.key)[-ERROR_OBJECTS_READ:]
+    lines: list[str] = []
+    for info in newest:
+        lines += [line for line in lake.get_bytes(info.key).decode("utf-8", "replace").splitlines() if line.strip()]
+    samples = [_error_line(line) for line in lines[-3:]][::-1]  # newest first
+    return {
+        "type": error_type,
+        "objects": len(objects),
+        "bytes": sum(info.size for info in objects),
+        "records": len(lines),
+        "records_exact": len(newest) == len(objects),
+        "newest_key": newest[-1].key if newest else "",
+        "reason": samples[0]["reason"] if samples else "",
+        "samples": samples,
+    }
+
+
+def errors_zone_summary() -> tuple[list[dict[str, Any]], str | None]:
+    """Return ([per error type, see _error_type_summary], error) for the lake's errors/ prefix, by type name.
+
+    Object keys are errors/<type>/year=.../...; the newest ERROR_OBJECTS_READ objects of each type are read,
+    so "records" is exact only where "records_exact" is True. A lake that cannot answer gives ([], message).
+    """
+    from cloud.backends import get_backend
+
+    try:
+        lake = get_backend("lake")
+        by_type: dict[str, list] = {}
+        for info in lake.list_objects(ERRORS_PREFIX):
+            error_type = info.key[len(ERRORS_PREFIX) :].split("/", 1)[0] or "(none)"
+            by_type.setdefault(error_type, []).append(info)
+        return [_error_type_summary(lake, name, by_type[name]) for name in sorted(by_type)], None
+    except Exception as exc:
+        return [], _failure("the errors zone", exc)

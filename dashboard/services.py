@@ -1,4 +1,4 @@
-"""Actions the dashboard starts: queueing pipeline steps on behalf of a signed-in user."""
+"""Actions the dashboard starts: queueing pipeline steps on behalf of a signed-in user, changing the schedule."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
+from dashboard.models import PipelineSchedule
 from dashboard.roles import is_admin, is_operator
 from forecasts.models import PipelineRun
 
@@ -55,3 +56,21 @@ def pipeline_step_start(
         transaction.on_commit(lambda: _queue(run.pk))
     logger.info("user %s queued %s run %s", user, kind, run.pk)
     return run
+
+
+def schedule_update(
+    crawl_interval_s: int | None, train_interval_s: int | None, user: AbstractBaseUser | AnonymousUser
+) -> PipelineSchedule:
+    """Store the run-time schedule overrides (None: back to the setting); return the row.
+
+    Raises PermissionDenied unless user is an admin, ValidationError for intervals out of range.
+    """
+    if not is_admin(user):
+        raise PermissionDenied("Only admins may change the pipeline schedule.")
+    row, _created = PipelineSchedule.objects.get_or_create(pk=1)
+    row.crawl_interval_s, row.train_interval_s = crawl_interval_s, train_interval_s
+    row.updated_by = user if user.is_authenticated else None
+    row.full_clean()
+    row.save()
+    logger.info("user %s set the schedule: %s", user, row)
+    return row

@@ -13,6 +13,7 @@ urlpatterns = [
     path("pipeline/", views.pipeline, name="pipeline"),
     path("pipeline/runs.json", views.pipeline_runs, name="pipeline_runs"),
     path("pipeline/start/<str:kind>/", views.pipeline_start, name="pipeline_start"),
+    path("pipeline/schedule/", views.pipeline_schedule, name="pipeline_schedule"),
     path("forecasts/", views.forecasts, name="forecasts"),
     path("forecasts/data.json", views.forecast_data, name="forecast_data"),
     path("alarms/", alarm_views.alarms, name="alarms"),

@@ -15,8 +15,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from alarms import selectors as alarm_selectors
 from dashboard import selectors
-from dashboard.roles import operator_required, operator_required_json
-from dashboard.services import pipeline_step_allowed, pipeline_step_start
+from dashboard.forms import ScheduleForm
+from dashboard.roles import admin_required, is_admin, operator_required, operator_required_json
+from dashboard.services import pipeline_step_allowed, pipeline_step_start, schedule_update
 from dashboard.units import metric_label, metrics_meta
 from devices.models import Device
 from forecasts.models import CatalogTable, PipelineRun
@@ -85,15 +86,16 @@ def device(request: HttpRequest, pk: int) -> HttpResponse:
         "lake_error": error,
         "alarms": alarm_selectors.alarms_active(obj),
         "export_url": reverse("forecasts:device-readings", args=[obj.pk]),
-        "kit_url": _kit_url(obj),
+        "fleet_url": _fleet_url("fleet:device", obj),
+        "kit_url": _fleet_url("fleet:kit", obj) if is_admin(request.user) else None,  # POST, admins: a new cert
     }
     return render(request, "dashboard/device.html", context)
 
 
-def _kit_url(obj: Device) -> str | None:
-    """Return the connection kit download URL once the fleet pages provide one (None until then)."""
+def _fleet_url(name: str, obj: Device) -> str | None:
+    """Return the fleet page's URL of this device (None where the fleet pages are not installed)."""
     try:
-        return reverse("fleet:device_kit", args=[obj.pk])
+        return reverse(name, args=[obj.pk])
     except NoReverseMatch:
         return None
 
@@ -125,16 +127,47 @@ def device_readings(request: HttpRequest, pk: int) -> JsonResponse:
 @operator_required
 @require_GET
 def pipeline(request: HttpRequest) -> HttpResponse:
-    """Recent pipeline runs, buttons to start steps, and the catalog the crawler found."""
+    """Recent pipeline runs, start buttons, the schedule, the errors zone and the catalog the crawler found."""
+    return _pipeline_page(request)
+
+
+def _pipeline_page(request: HttpRequest, schedule_form: ScheduleForm | None = None) -> HttpResponse:
+    """Render the pipeline page; with schedule_form (invalid, from pipeline_schedule) show its errors, as a 400."""
     kinds = [(kind, pipeline_step_allowed(kind, request.user)) for kind in PipelineRun.Kind.values]
     runs = selectors.pipeline_runs()
+    schedule = selectors.schedule_intervals()
+    errors_zone, errors_error = selectors.errors_zone_summary()
     context = {
         "runs": runs,
         "active": any(not run.is_finished for run in runs),
         "kinds": kinds,
         "tables": CatalogTable.objects.order_by("database", "name"),
+        "schedule": schedule,
+        "schedule_form": schedule_form or _schedule_form(schedule),
+        "can_schedule": is_admin(request.user),
+        "errors_zone": errors_zone,
+        "errors_error": errors_error,
     }
-    return render(request, "dashboard/pipeline.html", context)
+    return render(request, "dashboard/pipeline.html", context, status=400 if schedule_form else 200)
+
+
+def _schedule_form(schedule: dict) -> ScheduleForm:
+    """Return the schedule form showing the overrides in force (empty fields: the settings apply)."""
+    crawl = schedule["crawl_interval_s"] if schedule["crawl_overridden"] else None
+    train = schedule["train_interval_s"] if schedule["train_overridden"] else None
+    return ScheduleForm(initial={"crawl_interval_s": crawl, "train_interval_s": train})
+
+
+@admin_required
+@require_POST
+def pipeline_schedule(request: HttpRequest) -> HttpResponse:
+    """Change the crawl/ETL and retrain intervals (admins); an invalid form shows the page again with its errors."""
+    form = ScheduleForm(request.POST)
+    if not form.is_valid():
+        return _pipeline_page(request, schedule_form=form)
+    schedule_update(form.cleaned_data["crawl_interval_s"], form.cleaned_data["train_interval_s"], request.user)
+    messages.success(request, "Schedule saved: the next pipeline cycle follows it.")
+    return redirect("dashboard:pipeline")
 
 
 @operator_required_json

@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from cloud.backends import get_backend
 from cloud.deepar.formats import RequestError, parse_request
 from cloud.interfaces import BackendError, BackendUnavailable, InvocationError
+from dashboard.roles import is_admin
 from deployments.models import EndpointOperation
 from deployments.operations import operation_create, operation_enqueue, operation_stop
 from deployments.selectors import NotDeployed, endpoint_get, endpoint_list, model_resolve, operation_list
@@ -50,7 +51,7 @@ _START = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}$")
 
 
 class IsAdminOrReadOnly(permissions.BasePermission):
-    """Operators (any logged-in user) read; only admins (is_staff) change."""
+    """Operators (any logged-in user) read; only admins (dashboard.roles.is_admin: staff or "admin" group) change."""
 
     message = "Only admins may change endpoints."
 
@@ -58,7 +59,7 @@ class IsAdminOrReadOnly(permissions.BasePermission):
         user = request.user
         if not (user and user.is_authenticated):
             return False
-        return request.method in permissions.SAFE_METHODS or bool(user.is_staff)
+        return request.method in permissions.SAFE_METHODS or is_admin(user)
 
 
 class InvocationThrottle(UserRateThrottle):

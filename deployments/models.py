@@ -121,3 +121,29 @@ class EndpointOperation(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status not in {self.Status.QUEUED, self.Status.RUNNING}
+
+
+class ForecastRecord(models.Model):
+    """A forecast a variant served (issue #6): kept to score it against the actuals as they reach the lake, so a
+    rollout can roll back a model that forecasts worse than the one it replaces."""
+
+    endpoint_name = models.CharField(max_length=63)
+    variant = models.CharField(max_length=63)
+    model_name = models.CharField(max_length=128)
+    device = models.CharField(max_length=128)
+    metric = models.CharField(max_length=64)
+    freq = models.CharField(max_length=16, default="h")
+    origin = models.DateTimeField(help_text="the last observed time the forecast starts after")
+    first_target = models.DateTimeField()
+    last_target = models.DateTimeField()
+    timestamps = models.JSONField(default=list)  # ISO times, one per forecast point
+    mean = models.JSONField(default=list)
+    quantiles = models.JSONField(default=dict)  # {"0.1": [...], "0.5": [...], ...}
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["endpoint_name", "model_name", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint_name}/{self.variant} {self.device} {self.metric} from {self.origin:%Y-%m-%d %H:%M}"

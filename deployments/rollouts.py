@@ -3,21 +3,25 @@
 A policy is "all[:BAKE_S]", "canary:PERCENT:BAKE_S", "linear:PERCENT:EVERY_S[:BAKE_S]" or "shadow:PERCENT".
 During a canary or linear rollout the new model serves as variant "<variant>-green" next to the old one, which
 keeps its name; the two share the variant's weight. When every step baked without an alarm, the variant itself
-serves the new model and the green variant goes. An alarm (error rate, p99 latency of the variant being watched)
-or a stop request puts the old model back on all the traffic.
+serves the new model and the green variant goes. An alarm (error rate, p99 latency of the variant being watched,
+or the new model's forecasts scoring worse against the actuals than the old model's: deployments.accuracy) or a
+stop request puts the old model back on all the traffic.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from cloud.backends import get_backend
 from cloud.interfaces import BackendError, Progress
+from deployments.accuracy import DEFAULT_ACCURACY_ALARMS, accuracy_alarm
 from deployments.models import Endpoint, ProductionVariant
 from deployments.selectors import variant_specs
 from deployments.services import (
@@ -29,8 +33,10 @@ from deployments.services import (
 )
 from forecasts.models import TrainedModel
 
-DEFAULT_ALARMS = {"max_error_rate": 0.05, "max_p99_ms": 2000.0, "min_invocations": 1}
+logger = logging.getLogger(__name__)
+DEFAULT_ALARMS = {"max_error_rate": 0.05, "max_p99_ms": 2000.0, "min_invocations": 1, **DEFAULT_ACCURACY_ALARMS}
 POLL_S = 0.5
+ACCURACY_POLL_S = 2.0  # scoring queries the lake: less often than the endpoint's metrics
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,8 @@ class RolloutRequest:
     alarms: dict[str, Any] = field(default_factory=dict)
     should_stop: Callable[[], bool] = lambda: False
     step: StepReport = lambda percent, message, state: None
+    baseline_model: str = ""  # the model being replaced, whose forecast accuracy the new one must keep
+    started_at: Any = None  # when the rollout began: the new model's forecasts since then are scored
 
 
 def alarm_check(metrics: dict[str, Any], variant: str, alarms: dict[str, Any]) -> str | None:
@@ -125,16 +133,33 @@ def alarm_check(metrics: dict[str, Any], variant: str, alarms: dict[str, Any]) -
 def bake(request: RolloutRequest, watched: str, seconds: float) -> str | None:
     """Watch the variant for seconds; return the alarm or "stopped" that ended the bake early, else None."""
     hosting, since = get_backend("hosting"), time.time()
-    deadline = time.monotonic() + seconds
+    deadline, next_accuracy = time.monotonic() + seconds, 0.0
     while True:
         if request.should_stop():
             return "stopped"
         alarm = alarm_check(hosting.variant_metrics(request.endpoint_name, since - 1, 60), watched, request.alarms)
+        if not alarm and (time.monotonic() >= next_accuracy or time.monotonic() >= deadline):
+            next_accuracy = time.monotonic() + ACCURACY_POLL_S
+            alarm = accuracy_check(request)
         if alarm:
             return alarm
         if time.monotonic() >= deadline:
             return None
         time.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
+
+
+def accuracy_check(request: RolloutRequest) -> str | None:
+    """Return why the forecast-accuracy alarm fires for the rollout's model, else None (also when the lake
+    cannot be read: a lake outage must not roll back a good model)."""
+    if not request.baseline_model:
+        return None
+    since = request.started_at or timezone.now()
+    limits = {**DEFAULT_ALARMS, **request.alarms}
+    try:
+        return accuracy_alarm(request.endpoint_name, request.model.name, request.baseline_model, since, limits)
+    except BackendError as exc:
+        logger.warning("forecast accuracy of %s not checked: %s", request.model, exc)
+        return None
 
 
 def _green_name(variant: str) -> str:
@@ -220,6 +245,7 @@ def rollout_execute(request: RolloutRequest, progress: Progress) -> str:
         request.step(100, f"{request.variant} created with {request.model}", "done")
         return "succeeded"
     old_model, weight = old.model, old.weight or 1.0
+    request.baseline_model, request.started_at = old_model.name, timezone.now()
     event_record(endpoint.name, f"rollout of {request.model} to {request.variant}: {request.policy}")
     managed = managed_rollout(endpoint, request, old)
     if managed is not None:

@@ -162,6 +162,13 @@ class AlarmsInputSerializer(serializers.Serializer):
     max_error_rate = serializers.FloatField(min_value=0, max_value=1, required=False)
     max_p99_ms = serializers.FloatField(min_value=0, required=False)
     min_invocations = serializers.IntegerField(min_value=1, required=False)
+    max_wql_increase = serializers.FloatField(
+        min_value=0, required=False, allow_null=True,
+        help_text="forecast accuracy: roll back when the new model's wQL exceeds the old one's by more than this "
+        "share (0.25 = 25%; null: off)",
+    )  # fmt: skip
+    min_matured_points = serializers.IntegerField(min_value=1, required=False)
+    max_wql = serializers.FloatField(min_value=0, required=False, allow_null=True)
 
 
 class DeploymentInputSerializer(serializers.Serializer):

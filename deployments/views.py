@@ -6,6 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from dashboard.roles import is_admin
 from deployments.selectors import endpoint_list, operation_active
 
 
@@ -13,4 +14,4 @@ from deployments.selectors import endpoint_list, operation_active
 def serving(request: HttpRequest) -> HttpResponse:
     """Render every endpoint; its script reads and changes them through the REST API (admins only change)."""
     endpoints = [(endpoint, operation_active(endpoint.name)) for endpoint in endpoint_list()]
-    return render(request, "deployments/serving.html", {"endpoints": endpoints, "can_change": request.user.is_staff})
+    return render(request, "deployments/serving.html", {"endpoints": endpoints, "can_change": is_admin(request.user)})

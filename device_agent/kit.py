@@ -114,7 +114,9 @@ def _readme(meta: dict) -> str:
         f"Start the simulated device (publishes telemetry every 5 s to {meta['topic']} on "
         f"{meta['host']}:{meta['port']}):\n\n"
         f"    {meta['command']}\n\n"
-        "Options: --interval SECONDS, --count N, --seed N (see python -m device_agent --help).\n"
+        "Options: --interval SECONDS, --count N, --seed N; other sources: --replay FILE --speed N, --stdin; "
+        "--batch N; readings wait in an on-disk queue (--queue-dir, --queue-max) until the broker acknowledges "
+        "them (see python -m device_agent --help).\n"
         f"Keep {PRIVATE_KEY_FILE} secret: it is this device's identity and cannot be downloaded again.\n"
     )
 

@@ -62,6 +62,14 @@ class CatalogTable(models.Model):
     partitions = models.JSONField(default=list)
     objects_scanned = models.IntegerField(default=0)
     last_crawled_at = models.DateTimeField(null=True, blank=True)
+    # Schema change policy (issue #4): partitions gone from the lake under DEPRECATE_IN_DATABASE,
+    # fields found but not added under UpdateBehavior LOG, open type conflicts
+    # ({"column", "table_type", "found": {partition: type}}), the change log, the last crawl's summary.
+    deprecated_partitions = models.JSONField(default=list, blank=True)
+    pending_columns = models.JSONField(default=list, blank=True)
+    schema_conflicts = models.JSONField(default=list, blank=True)
+    schema_changes = models.JSONField(default=list, blank=True)
+    last_crawl = models.JSONField(default=dict, blank=True)
 
     class Meta:
         unique_together = [("database", "name")]

@@ -60,4 +60,9 @@ class CatalogTableOutputSerializer(serializers.ModelSerializer):
             "partitions",
             "objects_scanned",
             "last_crawled_at",
+            "deprecated_partitions",
+            "pending_columns",
+            "schema_conflicts",
+            "schema_changes",
+            "last_crawl",
         ]

@@ -17,6 +17,10 @@ class DatasetInputSerializer(serializers.Serializer):
     context_length = serializers.IntegerField(default=DEFAULT_CONTEXT_LENGTH, min_value=1)
     prediction_length = serializers.IntegerField(default=DEFAULT_PREDICTION_LENGTH, min_value=1)
     use_cat = serializers.BooleanField(default=True)
+    dynamic_feat = serializers.ListField(
+        child=serializers.CharField(), required=False, default=list,
+        help_text="calendar features as dynamic_feat: hour_of_day, day_of_week, day_of_month, month_of_year",
+    )  # fmt: skip
 
 
 class DatasetOutputSerializer(serializers.ModelSerializer):
@@ -26,7 +30,8 @@ class DatasetOutputSerializer(serializers.ModelSerializer):
         model = Dataset
         fields = [
             "name", "metric", "devices", "freq", "start", "end", "context_length", "prediction_length", "test_points",
-            "use_cat", "train_key", "test_key", "series_count", "observations", "skipped", "created_by", "created_at",
+            "use_cat", "dynamic_feat", "train_key", "test_key", "series_count", "observations", "skipped", "created_by",
+            "created_at",
         ]  # fmt: skip
 
 

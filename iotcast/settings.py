@@ -126,6 +126,23 @@ AWS_REGION = env_str("AWS_REGION", env_str("AWS_DEFAULT_REGION", "us-east-1"))
 DEFAULT_ENDPOINT_NAME = env_str("IOTCAST_ENDPOINT_NAME", "iotcast-deepar")
 # Invocations per API token through the REST proxy (DRF rate: N/s, N/min, N/hour).
 ENDPOINT_INVOKE_THROTTLE_RATE = env_str("IOTCAST_API_THROTTLE_RATE", "6000/min")
+# Crawler policies (Glue's SchemaChangePolicy / RecrawlPolicy), defaults of runs that name none;
+# the scheduled cycle reads only new partitions, so that it costs only the new data.
+CRAWLER_UPDATE_BEHAVIOR = env_choice(
+    "IOTCAST_CRAWLER_UPDATE_BEHAVIOR", "UPDATE_IN_DATABASE", ("UPDATE_IN_DATABASE", "LOG")
+)
+CRAWLER_DELETE_BEHAVIOR = env_choice(
+    "IOTCAST_CRAWLER_DELETE_BEHAVIOR", "DEPRECATE_IN_DATABASE", ("LOG", "DELETE_FROM_DATABASE", "DEPRECATE_IN_DATABASE")
+)
+CRAWLER_RECRAWL_POLICY = env_choice(
+    "IOTCAST_CRAWLER_RECRAWL_POLICY", "CRAWL_EVERYTHING", ("CRAWL_EVERYTHING", "CRAWL_NEW_FOLDERS_ONLY")
+)
+CRAWLER_SCHEDULED_RECRAWL_POLICY = env_choice(
+    "IOTCAST_CRAWLER_SCHEDULED_RECRAWL_POLICY", "CRAWL_NEW_FOLDERS_ONLY", ("CRAWL_EVERYTHING", "CRAWL_NEW_FOLDERS_ONLY")
+)
+# The admin SQL console (/lake/sql/): rows shown at most, seconds before a query is stopped.
+LAKE_SQL_MAX_ROWS = env_int("IOTCAST_LAKE_SQL_MAX_ROWS", 1000, minimum=1, maximum=100_000)
+LAKE_SQL_TIMEOUT_S = env_int("IOTCAST_LAKE_SQL_TIMEOUT_S", 30, minimum=1, maximum=3600)
 
 # --- Cloud backends, shaped like Django's STORAGES --------------------------
 CLOUD_BACKEND = env_choice("IOTCAST_CLOUD_BACKEND", "local", ("local", "aws"))
@@ -146,12 +163,34 @@ _LOCAL_BACKENDS = {
         "OPTIONS": {"endpoint_url": ENDPOINT_SERVER_URL, "region": AWS_REGION},
     },
 }
+# Glue crawler and job role, Glue database (Data Catalog) shared by the crawler and Athena.
+_GLUE_ROLE_ARN = env_str("IOTCAST_GLUE_ROLE_ARN", "")
+_GLUE_DATABASE = env_str("IOTCAST_GLUE_DATABASE", "iotcast")
 _AWS_BACKENDS = {
     "lake": _LAKE,
     "identity": {"BACKEND": "cloud.aws.identity.IoTCoreIdentity", "OPTIONS": {"region": AWS_REGION}},
-    "catalog": {"BACKEND": "cloud.aws.catalog.GlueCrawler", "OPTIONS": {"region": AWS_REGION}},
-    "etl": {"BACKEND": "cloud.aws.etl.GlueEtlJob", "OPTIONS": {"region": AWS_REGION}},
-    "query": {"BACKEND": "cloud.aws.query.AthenaQuery", "OPTIONS": {"region": AWS_REGION}},
+    "catalog": {
+        "BACKEND": "cloud.aws.catalog.GlueCrawler",
+        "OPTIONS": {
+            "region": AWS_REGION,
+            "database": _GLUE_DATABASE,
+            "crawler_name": "iotcast-raw",
+            "role_arn": _GLUE_ROLE_ARN,
+        },
+    },
+    "etl": {
+        "BACKEND": "cloud.aws.etl.GlueEtlJob",
+        "OPTIONS": {"region": AWS_REGION, "job_name": "iotcast-telemetry-etl", "role_arn": _GLUE_ROLE_ARN},
+    },
+    "query": {
+        "BACKEND": "cloud.aws.query.AthenaQuery",
+        "OPTIONS": {
+            "region": AWS_REGION,
+            "database": _GLUE_DATABASE,
+            "output_prefix": "athena-results/",
+            "workgroup": env_str("IOTCAST_ATHENA_WORKGROUP", "primary"),
+        },
+    },
     "training": {"BACKEND": "cloud.aws.training.SageMakerDeepAR", "OPTIONS": {"region": AWS_REGION}},
     "hosting": {"BACKEND": "cloud.aws.hosting.SageMakerHosting", "OPTIONS": {"region": AWS_REGION}},
 }

@@ -57,7 +57,17 @@ def test_crawl_service_upserts_the_catalog_and_metrics_follow_it(lake):
         "columns": len(table.columns),
         "partitions": 1,
         "objects_scanned": 2,
+        "partitions_read": 1,
+        "columns_added": ["wind_speed"],
+        "columns_logged": [],
+        "type_conflicts": [],
+        "partitions_removed": [],
+        "unreadable_objects": [],
+        "update_behavior": "UPDATE_IN_DATABASE",
+        "delete_behavior": "DEPRECATE_IN_DATABASE",
+        "recrawl_policy": "CRAWL_EVERYTHING",
     }
+    assert [entry["change"] for entry in table.schema_changes] == ["table_created", "column_added"]
     assert "wind_speed" in telemetry_metrics()
     assert "latitude" not in telemetry_metrics()
 

@@ -364,7 +364,7 @@ def test_template_helpers_format_values_units_and_times():
     assert measure(float("nan"), "ozone") == "\u2013"
     assert measure(7, "humidity") == "7"
     assert duration(None) == "\u2013" and duration(4.25) == "4.2 s" and duration(185) == "3 min 5 s"
-    assert duration(7800) == "2 h 10 min"
+    assert duration(7800) == "2 h 10 min" and duration(120) == "2 min" and duration(21600) == "6 h"
     result = {"rows_written": 10, "partitions_written": ["a", "b"]}
     assert summary(result) == "rows written: 10, partitions written: 2 items"
     html = when(datetime(2026, 11, 27, 21, 0, tzinfo=UTC))
@@ -523,3 +523,60 @@ def test_overview_shows_online_counts_rate_health_and_alarms(signed_in, lake, de
     assert 'id="overview-alarms"' in text and "PM 90 &gt; 50" in text
     assert f'data-health-url="{reverse("healthz")}"' in text and "newest reading reached the lake" in text
     assert '<span class="count" title="active alarms">1</span>' in text
+
+
+def test_only_admins_change_the_schedule_and_the_page_shows_it(client, user, staff, lake, settings):
+    from dashboard.models import PipelineSchedule
+
+    settings.PIPELINE_INTERVAL_S, settings.TRAIN_INTERVAL_S = 120, 3600
+    url = reverse("dashboard:pipeline_schedule")
+    client.force_login(user)
+    page = client.get(reverse("dashboard:pipeline")).content.decode()
+    assert 'id="crawl-interval">2 min</strong>' in page and 'id="train-interval">1 h</strong>' in page
+    assert "Only admins may change the schedule" in page
+    assert client.post(url, {"crawl_interval_s": "600", "train_interval_s": ""}).status_code == 403
+    assert not PipelineSchedule.objects.exists()
+
+    client.force_login(staff)
+    bad = client.post(url, {"crawl_interval_s": "1", "train_interval_s": ""})
+    assert bad.status_code == 400 and "greater than or equal to 5" in bad.content.decode()
+    assert client.post(url, {"crawl_interval_s": "600", "train_interval_s": ""}).status_code == 302
+    row = PipelineSchedule.objects.get(pk=1)
+    assert (row.crawl_interval_s, row.train_interval_s, row.updated_by) == (600, None, staff)
+    page = client.get(reverse("dashboard:pipeline")).content.decode()
+    assert 'id="crawl-interval">10 min</strong>' in page and 'value="600"' in page and "by lead" in page
+
+
+def test_pipeline_page_counts_the_errors_zone_by_type_with_the_newest_bad_records(signed_in, lake):
+    import base64
+
+    firehose = {"errorCode": "InvalidJSON", "errorMessage": "payload is not JSON", "rawData": ""}
+    hour = "year=2026/month=11/day=02/hour=10"
+    for stamp, payload in [("10-00-00", b"{broken"), ("10-05-00", b"not json at all")]:
+        doc = {**firehose, "rawData": base64.b64encode(payload).decode()}
+        lake.put_bytes(
+            f"errors/processing-failed/{hour}/iotcast-telemetry-1-2026-11-02-{stamp}-x", json.dumps(doc).encode()
+        )
+    reject = {"reason": "ozone out of range", "raw_key": "raw/x", "record": {"device_id": "aq-1", "ozone": 9999}}
+    lake.put_bytes(f"errors/etl-failed/{hour}/iotcast-etl-failed-1", (json.dumps(reject) + "\n").encode() * 3)
+
+    page = signed_in.get(reverse("dashboard:pipeline")).content.decode()
+    etl, ingest = re.findall(r'<tr class="error-type" data-type="([^"]+)">(.*?)</tr>', page, re.S)
+    assert etl[0] == "etl-failed" and ingest[0] == "processing-failed"
+    assert re.search(r'<td class="num">3</td>', etl[1]) and "ozone out of range" in etl[1]
+    assert "&quot;ozone&quot;: 9999" in etl[1]
+    assert re.search(r'<td class="num">2</td>', ingest[1]) and "payload is not JSON" in ingest[1]
+    assert ingest[1].index("not json at all") < ingest[1].index("{broken")  # newest first
+
+
+def test_an_empty_errors_zone_says_so(signed_in, lake):
+    assert "No rejected records." in signed_in.get(reverse("dashboard:pipeline")).content.decode()
+
+
+def test_device_page_links_the_fleet_page_and_offers_admins_the_kit(client, user, staff, lake, device):
+    url = reverse("dashboard:device", args=[device.pk])
+    client.force_login(user)
+    page = client.get(url).content.decode()
+    assert f'href="/fleet/{device.pk}/"' in page and "kit-download" not in page
+    client.force_login(staff)
+    assert f'action="/fleet/{device.pk}/kit/"' in client.get(url).content.decode()

@@ -36,3 +36,23 @@ def test_beat_can_send_the_cycle_task(celery_app_on_redis):
 
     # What celery beat does every IOTCAST_PIPELINE_INTERVAL_S: the task's limits must be consistent.
     assert pipeline_cycle.apply_async().id
+
+
+def test_the_admins_schedule_overrides_the_settings(settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from dashboard.models import PipelineSchedule
+
+    settings.PIPELINE_INTERVAL_S, settings.TRAIN_INTERVAL_S = 120, 3600
+    TrainedModel.objects.create(name="m1", metric="ozone", artifact_key="models/m1/output/model.tar.gz")
+    etl = PipelineRun.objects.create(kind="etl", status="succeeded")
+    PipelineRun.objects.filter(pk=etl.pk).update(created_at=timezone.now() - timedelta(seconds=110))
+    assert kinds(due_steps()) == ["crawl", "etl"]  # within half a beat period of the default interval: due
+
+    PipelineSchedule.objects.create(pk=1, crawl_interval_s=600, train_interval_s=60)
+    TrainedModel.objects.update(created_at=timezone.now() - timedelta(seconds=90))
+    assert kinds(due_steps()) == ["train", "deploy"]  # the ETL of 110 s ago is young for a 600 s interval
+    PipelineRun.objects.filter(pk=etl.pk).update(created_at=timezone.now() - timedelta(seconds=600))
+    assert kinds(due_steps()) == ["crawl", "etl", "train", "deploy"]

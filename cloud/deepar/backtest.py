@@ -26,7 +26,11 @@ def _window(model: DeepARModel, records: list[dict], cut: int, seed: int) -> lis
     for record in records:
         values = _values(record)
         history = values[:-cut]
-        instance = Instance(start=pd.Timestamp(record["start"]), target=history.tolist(), cat=record.get("cat"))
+        # dynamic_feat covers the history and the forecast window after it (len(target) + prediction_length).
+        rows = [row[: len(history) + horizon] for row in record.get("dynamic_feat") or []] or None
+        instance = Instance(
+            start=pd.Timestamp(record["start"]), target=history.tolist(), cat=record.get("cat"), dynamic_feat=rows
+        )
         entries.append(model.dataset_entry(instance))
         actuals.append(values[len(history) : len(history) + horizon])
     paths = model.sample_paths(entries, model.hyperparameters.num_eval_samples, seed=seed)

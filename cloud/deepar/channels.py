@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from cloud.deepar.features import calendar_features, check_dynamic_feat
 from cloud.deepar.formats import series_line
 from cloud.deepar.hyperparameters import MAX_PREDICTION_LENGTH
 
@@ -51,15 +52,19 @@ def build_channels(
     test_points: int | None = None,
     use_cat: bool = True,
     shuffle_seed: int | None = None,
+    dynamic_feat: tuple[str, ...] = (),
 ) -> Channels:
     """Return the channels for a frame of (device_id, ts, value): test holds whole series, train cuts the last
     test_points (default prediction_length) points. Series shorter than context_length + test_points are
     skipped and listed. cat [i] is the device's index in Channels.devices (sorted); with shuffle_seed the lines
-    of both channels are shuffled (SageMaker recommends shuffled training data).
+    of both channels are shuffled (SageMaker recommends shuffled training data). dynamic_feat names calendar
+    features (cloud.deepar.features): each line then has their sine and cosine rows, as long as its target.
 
-    Raises ChannelError when prediction_length is over 400, no series is long enough or fewer than 300 values
+    Raises FeatureError for a dynamic_feat that is not a calendar feature, ChannelError when prediction_length is
+    over 400, no series is long enough or fewer than 300 values
     are observed in total.
     """
+    dynamic_feat = check_dynamic_feat(dynamic_feat)
     if prediction_length > MAX_PREDICTION_LENGTH:
         raise ChannelError(f"prediction_length must be at most {MAX_PREDICTION_LENGTH}, got {prediction_length}")
     cut = max(prediction_length, test_points or prediction_length)
@@ -72,12 +77,17 @@ def build_channels(
     train, test = [], []
     for cat, series in enumerate(kept.values()):
         values, category = series.to_numpy(), [cat] if use_cat else None
-        test.append(series_line(series.index[0], values, category))
-        train.append(series_line(series.index[0], values[:-cut], category))
+        features = calendar_features(dynamic_feat, series.index) if dynamic_feat else None
+        test.append(series_line(series.index[0], values, category, features))
+        train.append(series_line(series.index[0], values[:-cut], category, _cut_rows(features, cut)))
     if shuffle_seed is not None:
         random.Random(shuffle_seed).shuffle(train)
         random.Random(shuffle_seed + 1).shuffle(test)
     return Channels(train, test, list(kept), observations, skipped)
+
+
+def _cut_rows(rows: list[list[float]] | None, cut: int) -> list[list[float]] | None:
+    return [row[:-cut] for row in rows] if rows else None
 
 
 def _long_enough(

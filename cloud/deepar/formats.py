@@ -34,11 +34,18 @@ def encode_target(values: Sequence[float]) -> list[float | str]:
     return ["NaN" if value is None or math.isnan(value) else float(value) for value in values]
 
 
-def series_line(start: datetime | pd.Timestamp, values: Sequence[float], cat: list[int] | None = None) -> str:
-    """Return one JSON Lines record of a DeepAR channel."""
+def series_line(
+    start: datetime | pd.Timestamp,
+    values: Sequence[float],
+    cat: list[int] | None = None,
+    dynamic_feat: list[list[float]] | None = None,
+) -> str:
+    """Return one JSON Lines record of a DeepAR channel (dynamic_feat rows as long as the target, when given)."""
     record: dict[str, Any] = {"start": format_start(start), "target": encode_target(values)}
     if cat is not None:
         record["cat"] = cat
+    if dynamic_feat:
+        record["dynamic_feat"] = dynamic_feat
     return json.dumps(record)
 
 
@@ -60,6 +67,7 @@ class Instance:
     start: pd.Timestamp
     target: list[float]
     cat: list[int] | None = None
+    dynamic_feat: list[list[float]] | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,21 @@ def _cat(where: str, value: Any) -> list[int] | None:
     return value
 
 
+def _dynamic_feat(where: str, value: Any) -> list[list[float]] | None:
+    # DeepAR allows no missing values in dynamic features, and every row must be as long as the others.
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(row, list) and row for row in value):
+        raise RequestError(f"{where} must be a non-empty list of non-empty lists of numbers")
+    for i, row in enumerate(value):
+        for j, v in enumerate(row):
+            if isinstance(v, bool) or not isinstance(v, int | float) or math.isnan(v) or math.isinf(v):
+                raise RequestError(f"{where}[{i}][{j}] must be a finite number (no NaN in dynamic_feat), got {v!r}")
+    if len({len(row) for row in value}) != 1:
+        raise RequestError(f"{where} rows must all have the same length")
+    return [[float(v) for v in row] for row in value]
+
+
 def parse_instance(where: str, raw: Any) -> Instance:
     """Return one validated instance; raise RequestError naming the bad field."""
     if not isinstance(raw, dict):
@@ -115,7 +138,10 @@ def parse_instance(where: str, raw: Any) -> Instance:
     if all(math.isnan(value) for value in values):
         raise RequestError(f"{where}.target has no observed value")
     return Instance(
-        start=_start(f"{where}.start", raw["start"]), target=values, cat=_cat(f"{where}.cat", raw.get("cat"))
+        start=_start(f"{where}.start", raw["start"]),
+        target=values,
+        cat=_cat(f"{where}.cat", raw.get("cat")),
+        dynamic_feat=_dynamic_feat(f"{where}.dynamic_feat", raw.get("dynamic_feat")),
     )
 
 

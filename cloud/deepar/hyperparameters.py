@@ -64,6 +64,11 @@ class DeepARHyperparameters:
     early_stopping_patience: int | None = None
 
     @property
+    def dynamic_feat_count(self) -> int:
+        """Return the number of dynamic features a trained model uses (0 for auto or ignore, resolved at training)."""
+        return int(self.num_dynamic_feat) if self.num_dynamic_feat.isdigit() else 0
+
+    @property
     def pandas_freq(self) -> str:
         """Return time_freq as a pandas offset alias ("H" -> "h", "5min" -> "5min")."""
         count, unit = _FREQ.match(self.time_freq).groups()
@@ -132,12 +137,11 @@ def _cardinality(raw: Any) -> str | list[int]:
 
 
 def _num_dynamic_feat(raw: Any) -> str:
-    # The local trainer does not use dynamic features; SageMaker's "auto" with none present means the same.
-    if str(raw) not in ("auto", "ignore", "0"):
-        raise HyperparameterError(
-            f"num_dynamic_feat must be auto, ignore or 0 (dynamic features are not used), got {raw!r}"
-        )
-    return str(raw)
+    # SageMaker: "auto" uses the dynamic_feat the data has, "ignore" leaves it out, N must match the data.
+    text = str(raw).strip()
+    if text in ("auto", "ignore") or (text.isdigit() and int(text) <= 1000):
+        return text
+    raise HyperparameterError(f"num_dynamic_feat must be auto, ignore or an integer from 0 to 1000, got {raw!r}")
 
 
 def _test_quantiles(raw: Any) -> tuple[float, ...]:

@@ -18,6 +18,8 @@ from cloud.deepar.formats import Configuration, InferenceRequest, Instance, Requ
 from cloud.deepar.hyperparameters import DeepARHyperparameters, parse_hyperparameters
 
 HYPERPARAMETERS_FILE = "hyperparameters.json"
+# The names of the calendar features behind dynamic_feat (SageMaker's artifact has only their number).
+DYNAMIC_FEAT_FILE = "dynamic_feat.json"
 
 
 def quiet_gluonts() -> None:
@@ -30,12 +32,17 @@ def quiet_gluonts() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 
 
-def pack_predictor(predictor: Any, hyperparameters: dict[str, str]) -> bytes:
-    """Return model.tar.gz bytes holding the serialized predictor and hyperparameters.json."""
+def pack_predictor(
+    predictor: Any, hyperparameters: dict[str, str], dynamic_feat: tuple[str, ...] | list[str] = ()
+) -> bytes:
+    """Return model.tar.gz bytes holding the serialized predictor, hyperparameters.json and, when the model uses
+    dynamic features, dynamic_feat.json naming them."""
     with tempfile.TemporaryDirectory(prefix="deepar-pack-") as tmp:
         folder = Path(tmp)
         predictor.serialize(folder)
         (folder / HYPERPARAMETERS_FILE).write_text(json.dumps(hyperparameters, indent=2, sort_keys=True))
+        if dynamic_feat:
+            (folder / DYNAMIC_FEAT_FILE).write_text(json.dumps({"names": list(dynamic_feat)}))
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
             for path in sorted(folder.iterdir()):
@@ -46,10 +53,18 @@ def pack_predictor(predictor: Any, hyperparameters: dict[str, str]) -> bytes:
 class DeepARModel:
     """A loaded predictor; predict() is thread-safe (one forecast at a time, so seeds are honoured)."""
 
-    def __init__(self, predictor: Any, hyperparameters: DeepARHyperparameters, cardinality: int | None) -> None:
+    def __init__(
+        self,
+        predictor: Any,
+        hyperparameters: DeepARHyperparameters,
+        cardinality: int | None,
+        dynamic_feat: tuple[str, ...] = (),
+    ) -> None:
         self.predictor = predictor
         self.hyperparameters = hyperparameters
         self.cardinality = cardinality
+        self.num_dynamic_feat = hyperparameters.dynamic_feat_count
+        self.dynamic_feat = tuple(dynamic_feat)  # calendar feature names, when known
         self._lock = threading.Lock()
 
     @classmethod
@@ -63,12 +78,14 @@ class DeepARModel:
                 with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
                     tar.extractall(tmp, filter="data")
                 raw = json.loads((Path(tmp) / HYPERPARAMETERS_FILE).read_text())
+                names_file = Path(tmp) / DYNAMIC_FEAT_FILE
+                names = json.loads(names_file.read_text())["names"] if names_file.exists() else []
                 predictor = PyTorchPredictor.deserialize(Path(tmp), device="cpu")
-            except (tarfile.TarError, OSError, json.JSONDecodeError) as exc:
+            except (tarfile.TarError, OSError, json.JSONDecodeError, KeyError) as exc:
                 raise ValueError(f"not a DeepAR model.tar.gz: {exc}") from exc
         hyperparameters = parse_hyperparameters(raw)
         cardinality = hyperparameters.cardinality
-        return cls(predictor, hyperparameters, cardinality[0] if isinstance(cardinality, list) else None)
+        return cls(predictor, hyperparameters, cardinality[0] if isinstance(cardinality, list) else None, names)
 
     def dataset_entry(self, instance: Instance) -> dict[str, Any]:
         """Return the GluonTS entry for an instance; raise RequestError when its cat does not fit the model."""
@@ -80,7 +97,27 @@ class DeepARModel:
             if not instance.cat or instance.cat[0] >= self.cardinality:
                 raise RequestError(f"each instance needs cat [i] with 0 <= i < {self.cardinality} for this model")
             entry["feat_static_cat"] = np.asarray(instance.cat[:1], dtype=np.int64)
+        if self.num_dynamic_feat:
+            entry["feat_dynamic_real"] = self._dynamic_feat(instance)
         return entry
+
+    def _dynamic_feat(self, instance: Instance) -> np.ndarray:
+        """Return the instance's dynamic_feat as a (features, len(target) + prediction_length) array.
+
+        Raises RequestError, in DeepAR's words, when it is missing, has another number of features or length.
+        """
+        count, needed = self.num_dynamic_feat, len(instance.target) + self.hyperparameters.prediction_length
+        rows = instance.dynamic_feat
+        if not rows:
+            raise RequestError(f"the model was trained with {count} dynamic_feat: each instance needs dynamic_feat")
+        if len(rows) != count:
+            raise RequestError(f"the model was trained with {count} dynamic_feat, the instance has {len(rows)}")
+        if len(rows[0]) != needed:
+            raise RequestError(
+                f"each dynamic_feat must have length len(target) + prediction_length = {len(instance.target)} + "
+                f"{self.hyperparameters.prediction_length} = {needed}, got {len(rows[0])}"
+            )
+        return np.asarray(rows, dtype=np.float32)
 
     def sample_paths(
         self, entries: list[dict[str, Any]], num_samples: int, seed: int | None = None

@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 from pyarrow import fs as pafs
 
-from cloud.interfaces import BackendError, Lake, ObjectInfo, QueryEngine, QueryResult
+from cloud.interfaces import BackendError, Lake, ObjectInfo, QueryEngine, QueryResult, QueryTimeout
 from cloud.local.duckdb_telemetry import (
     BOOKMARK_KEY,
     CURATED_PREFIX,
@@ -93,20 +93,32 @@ class DuckDBQuery(QueryEngine):
         self._snapshots: OrderedDict[str, _Snapshot] = OrderedDict()
         self._lock = threading.Lock()
 
-    def execute(self, lake: Lake, sql: str, params: list[Any] | None = None) -> QueryResult:
+    def execute(
+        self, lake: Lake, sql: str, params: list[Any] | None = None, timeout_s: float | None = None
+    ) -> QueryResult:
         """Run one SELECT with positional ? params; raise QueryRejected for anything else.
 
-        Raises BackendError (with DuckDB's message) when the query itself fails.
+        Raises QueryTimeout when it runs past timeout_s, BackendError (with DuckDB's message) when
+        the query itself fails.
         """
         started = time.perf_counter()
         snapshot = self._snapshot(lake)
         with snapshot.cursor() as cursor:
             check_read_only(cursor, sql)
+            # The time limit interrupts this cursor's query from a timer thread (DuckDB has no statement timeout).
+            timer = threading.Timer(timeout_s, cursor.interrupt) if timeout_s else None
             try:
+                if timer:
+                    timer.start()
                 cursor.execute(sql, params or [])
                 rows = cursor.fetchall()
+            except duckdb.InterruptException as exc:
+                raise QueryTimeout(f"query stopped after its time limit of {timeout_s:g} s") from exc
             except duckdb.Error as exc:
                 raise BackendError(f"query failed: {exc}") from exc
+            finally:
+                if timer:
+                    timer.cancel()
             columns = [item[0] for item in cursor.description]
         return QueryResult(columns, rows, snapshot.bytes_scanned, (time.perf_counter() - started) * 1000)
 

@@ -21,8 +21,9 @@ from cloud.interfaces import Lake, Progress, Trainer, TrainingResult, TrainingSp
 logger = logging.getLogger(__name__)
 
 
-def _entries(records: list[dict[str, Any]], freq: str, use_cat: bool) -> list[dict[str, Any]]:
-    """Return GluonTS dataset entries for channel records ("NaN"/null targets become NaN)."""
+def _entries(records: list[dict[str, Any]], freq: str, use_cat: bool, dynamic: int = 0) -> list[dict[str, Any]]:
+    """Return GluonTS dataset entries for channel records ("NaN"/null targets become NaN), with their first
+    `dynamic` dynamic_feat rows as FEAT_DYNAMIC_REAL."""
     import pandas as pd
 
     entries = []
@@ -31,6 +32,8 @@ def _entries(records: list[dict[str, Any]], freq: str, use_cat: bool) -> list[di
         entry = {"start": pd.Period(record["start"], freq=freq), "target": target}
         if use_cat:
             entry["feat_static_cat"] = np.asarray(record.get("cat", [0])[:1], dtype=np.int64)
+        if dynamic:
+            entry["feat_dynamic_real"] = np.asarray(record["dynamic_feat"][:dynamic], dtype=np.float32)
         entries.append(entry)
     return entries
 
@@ -45,6 +48,26 @@ def resolve_cardinality(hp: DeepARHyperparameters, records: list[dict[str, Any]]
     if not cats or len(cats) != len(records) or max(cats) >= hp.cardinality[0]:
         raise HyperparameterError(f"cardinality {hp.cardinality} needs every series to have cat [i] below it")
     return hp.cardinality[0]
+
+
+def resolve_dynamic_feat(hp: DeepARHyperparameters, records: list[dict[str, Any]]) -> int:
+    """Return how many dynamic features the model uses: SageMaker's "auto" takes the data's, "ignore" none.
+
+    Raises HyperparameterError when the series disagree (DeepAR needs the same features on every series, each as
+    long as its target) or num_dynamic_feat does not match the data.
+    """
+    if hp.num_dynamic_feat == "ignore":
+        return 0
+    counts = {len(record.get("dynamic_feat") or []) for record in records}
+    if len(counts) != 1:
+        raise HyperparameterError("every series needs the same number of dynamic_feat (or none at all)")
+    for number, record in enumerate(records, start=1):
+        if any(len(row) != len(record["target"]) for row in record.get("dynamic_feat") or []):
+            raise HyperparameterError(f"series {number}: each dynamic_feat must be as long as its target")
+    found = counts.pop()
+    if hp.num_dynamic_feat != "auto" and int(hp.num_dynamic_feat) != found:
+        raise HyperparameterError(f"num_dynamic_feat is {hp.num_dynamic_feat} but the series have {found}")
+    return found
 
 
 def batches_per_epoch(records: list[dict[str, Any]], hp: DeepARHyperparameters) -> int:
@@ -111,7 +134,9 @@ class GluonTSDeepAR(Trainer):
         self.work_dir = Path(work_dir)
         self.seed = seed
 
-    def _estimator(self, hp: DeepARHyperparameters, cardinality: int | None, batches: int, callbacks: list) -> Any:
+    def _estimator(
+        self, hp: DeepARHyperparameters, cardinality: int | None, dynamic: int, batches: int, callbacks: list
+    ) -> Any:
         from gluonts.torch.model.deepar import DeepAREstimator
 
         trainer_kwargs = {
@@ -131,6 +156,7 @@ class GluonTSDeepAR(Trainer):
             lr=hp.learning_rate,
             dropout_rate=hp.dropout_rate,
             num_feat_static_cat=1 if cardinality else 0,
+            num_feat_dynamic_real=dynamic,
             cardinality=[cardinality] if cardinality else None,
             embedding_dimension=[hp.embedding_dimension] if cardinality else None,
             distr_output=_distr_output(hp.likelihood),
@@ -151,21 +177,21 @@ class GluonTSDeepAR(Trainer):
 
     def _fit(
         self, hp: DeepARHyperparameters, train: list[dict], progress: Progress, root: Path
-    ) -> tuple[Any, int | None, float]:
+    ) -> tuple[Any, int | None, int, float]:
         import lightning.pytorch as pl
 
         # Lightning sets its own loggers to INFO on import; its banner and checkpoint chatter are noise here.
         for name in ("lightning.pytorch", "lightning.fabric", "lightning_fabric"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        cardinality = resolve_cardinality(hp, train)
+        cardinality, dynamic = resolve_cardinality(hp, train), resolve_dynamic_feat(hp, train)
         losses: list[float] = []
         pl.seed_everything(self.seed, verbose=False)
         estimator = self._estimator(
-            hp, cardinality, batches_per_epoch(train, hp), self._callbacks(hp, progress, losses)
+            hp, cardinality, dynamic, batches_per_epoch(train, hp), self._callbacks(hp, progress, losses)
         )
         estimator.trainer_kwargs["default_root_dir"] = str(root)
-        predictor = estimator.train(_entries(train, hp.pandas_freq, cardinality is not None))
-        return predictor, cardinality, losses[-1] if losses else math.nan
+        predictor = estimator.train(_entries(train, hp.pandas_freq, cardinality is not None, dynamic))
+        return predictor, cardinality, dynamic, losses[-1] if losses else math.nan
 
     def train(self, lake: Lake, spec: TrainingSpec, progress: Progress = no_progress) -> TrainingResult:
         """Train, evaluate and store models/<job>/output/model.tar.gz; return its key and SageMaker's metrics.
@@ -179,15 +205,18 @@ class GluonTSDeepAR(Trainer):
         progress(5, f"training DeepAR on {len(train)} series")
         try:
             # One root per job: GluonTS always checkpoints, and concurrent jobs must not share the folder.
-            predictor, cardinality, final_loss = self._fit(hp, train, progress, self.work_dir / spec.job_name)
+            predictor, cardinality, dynamic, final_loss = self._fit(hp, train, progress, self.work_dir / spec.job_name)
         finally:
             shutil.rmtree(self.work_dir / spec.job_name, ignore_errors=True)
         resolved = {**hp.as_sagemaker(), "cardinality": f"[{cardinality}]" if cardinality else "ignore"}
-        model = DeepARModel(predictor, parse_hyperparameters(resolved), cardinality)
+        if dynamic:
+            resolved["num_dynamic_feat"] = str(dynamic)
+        names = spec.dynamic_feat if dynamic else ()
+        model = DeepARModel(predictor, parse_hyperparameters(resolved), cardinality, names)
         progress(92, "evaluating on the test channel")
         metrics = {**evaluate(model, test), "train:final_loss": final_loss}
         key = f"{spec.output_prefix.rstrip('/')}/{spec.job_name}/output/model.tar.gz"
-        lake.put_bytes(key, pack_predictor(predictor, resolved))
+        lake.put_bytes(key, pack_predictor(predictor, resolved, names))
         progress(100, f"stored {key}")
         return TrainingResult(artifact_key=key, metrics=metrics)
 
@@ -201,7 +230,11 @@ def evaluate(model: DeepARModel, test: list[dict[str, Any]]) -> dict[str, float]
     instances, actuals = [], []
     for record in test:
         values = [math.nan if v in (None, "NaN") else float(v) for v in record["target"]]
-        instances.append(Instance(start=_timestamp(record["start"]), target=values[:-horizon], cat=record.get("cat")))
+        instance = Instance(
+            start=_timestamp(record["start"]), target=values[:-horizon], cat=record.get("cat"),
+            dynamic_feat=record.get("dynamic_feat"),
+        )  # fmt: skip
+        instances.append(instance)
         actuals.append(values[-horizon:])
     entries = [model.dataset_entry(instance) for instance in instances]
     paths = model.sample_paths(entries, hp.num_eval_samples, seed=0)

@@ -56,15 +56,16 @@ def get(mapping: Any, key: str) -> Any:
 
 @register.filter
 def duration(seconds: float | None) -> str:
-    """Return a short human duration: '4.2 s', '3 min 5 s', '2 h 10 min'; MISSING for None."""
+    """Return a short human duration: '4.2 s', '3 min 5 s', '2 min', '2 h 10 min', '6 h'; MISSING for None."""
     if seconds is None:
         return MISSING
     if seconds < 60:
         return f"{seconds:.1f} s"
     minutes, secs = divmod(int(seconds), 60)
     if minutes < 60:
-        return f"{minutes} min {secs} s"
-    return f"{minutes // 60} h {minutes % 60} min"
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
 @register.filter

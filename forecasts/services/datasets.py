@@ -12,6 +12,7 @@ from django.db import transaction
 
 from cloud.backends import get_backend
 from cloud.deepar.channels import ChannelError, build_channels
+from cloud.deepar.features import FeatureError, check_dynamic_feat
 from forecasts.models import Dataset
 from forecasts.selectors import series_resampled
 
@@ -36,6 +37,7 @@ class DatasetSpec:
     context_length: int = DEFAULT_CONTEXT_LENGTH
     prediction_length: int = DEFAULT_PREDICTION_LENGTH
     use_cat: bool = True
+    dynamic_feat: tuple[str, ...] | list[str] = ()  # calendar features (cloud.deepar.features.CALENDAR_FEATURES)
 
 
 def dataset_keys(name: str) -> tuple[str, str]:
@@ -60,6 +62,17 @@ def _check_spec(spec: DatasetSpec) -> None:
         raise DatasetError(f"test days must be positive, got {spec.test_days}")
     if spec.context_length < 1 or spec.prediction_length < 1:
         raise DatasetError("context_length and prediction_length must be positive")
+    _check_dynamic_feat(spec.dynamic_feat)
+
+
+def _check_dynamic_feat(names: tuple[str, ...] | list[str]) -> None:
+    from forecasts.selectors import telemetry_metrics
+
+    try:
+        # Other metrics are refused by name: DeepAR needs their future values, which nobody knows.
+        check_dynamic_feat(list(names), tuple(telemetry_metrics()))
+    except FeatureError as exc:
+        raise DatasetError(str(exc)) from None
 
 
 def _check_named_devices(spec: DatasetSpec, found: list[str], skipped: dict[str, str] | None = None) -> None:
@@ -78,8 +91,9 @@ def dataset_build(spec: DatasetSpec, created_by: Any = None, strict_devices: boo
     With strict_devices, every device named in spec.devices must yield a long enough series; otherwise too
     short series are left out and listed in the row's skipped.
 
-    Raises DatasetError (bad spec, no data), ChannelError (DeepAR's rules: 300 observations, prediction_length
-    <= 400, series long enough), ValueError (unknown metric or frequency) or BackendError.
+    Raises DatasetError (bad spec, no data, a dynamic_feat that is not a calendar feature), ChannelError
+    (DeepAR's rules: 300 observations, prediction_length <= 400, series long enough), ValueError (unknown metric
+    or frequency) or BackendError.
     """
     from forecasts.selectors import _freq_seconds
 
@@ -92,7 +106,7 @@ def dataset_build(spec: DatasetSpec, created_by: Any = None, strict_devices: boo
     channels = build_channels(
         frame, spec.freq, spec.context_length, spec.prediction_length,
         test_points=_test_points(spec, _freq_seconds(spec.freq)), use_cat=spec.use_cat,
-        shuffle_seed=zlib.crc32(spec.name.encode()),
+        shuffle_seed=zlib.crc32(spec.name.encode()), dynamic_feat=tuple(spec.dynamic_feat),
     )  # fmt: skip
     if strict_devices:
         _check_named_devices(spec, list(channels.devices), channels.skipped)
@@ -104,7 +118,8 @@ def dataset_build(spec: DatasetSpec, created_by: Any = None, strict_devices: boo
         return Dataset.objects.create(
             name=spec.name, metric=spec.metric, devices=channels.devices, freq=spec.freq, start=spec.start,
             end=spec.end, context_length=spec.context_length, prediction_length=spec.prediction_length,
-            test_points=_test_points(spec, _freq_seconds(spec.freq)), use_cat=spec.use_cat, train_key=train_key,
+            test_points=_test_points(spec, _freq_seconds(spec.freq)), use_cat=spec.use_cat,
+            dynamic_feat=list(spec.dynamic_feat), train_key=train_key,
             test_key=test_key, series_count=len(channels.devices), observations=channels.observations,
             skipped=channels.skipped, created_by=created_by,
         )  # fmt: skip

@@ -14,12 +14,16 @@ from django.utils import timezone
 
 from cloud.backends import get_backend
 from cloud.deepar.channels import regular_series
+from cloud.deepar.features import calendar_features, num_dynamic_feat
 from cloud.deepar.formats import encode_target, format_start
+from deployments.accuracy import ACCURACY_QUANTILES, forecast_record_create
 from deployments.models import Endpoint, ProductionVariant
 from deployments.selectors import NotDeployed, endpoint_get
 from forecasts.models import TrainedModel
 from forecasts.selectors import series_resampled
 
+# An endpoint serves while it is being updated or rolled back, as SageMaker's do (a canary needs the traffic).
+SERVING = (Endpoint.Status.IN_SERVICE, Endpoint.Status.UPDATING, Endpoint.Status.ROLLING_BACK)
 # DeepAR looks back past its context through lagged values (a month for hourly data): send that much.
 MAX_HISTORY_POINTS = 800
 
@@ -37,7 +41,7 @@ def forecast_variant(endpoint_name: str, target_variant: str | None) -> Producti
         endpoint = endpoint_get(endpoint_name)
     except NotDeployed as exc:
         raise ForecastUnavailable(str(exc)) from None
-    if endpoint.status != Endpoint.Status.IN_SERVICE:
+    if endpoint.status not in SERVING:
         raise ForecastUnavailable(f"endpoint {endpoint_name} is {endpoint.status}, not InService")
     variants = [v for v in endpoint.variants.all() if not v.shadow]  # a shadow never answers a client
     if target_variant:
@@ -72,7 +76,31 @@ def forecast_instance(model: TrainedModel, device_name: str, history: pd.Series)
         if device_name not in model.devices:
             raise ForecastUnavailable(f"model {model.name} was not trained on device {device_name}; retrain first")
         instance["cat"] = [model.devices.index(device_name)]
+    names = forecast_dynamic_feat_names(model)
+    if names:
+        # DeepAR needs the features over the history and the whole forecast window after it.
+        horizon = int(model.hyperparameters["prediction_length"])
+        step = pd.tseries.frequencies.to_offset(model.freq)
+        index = pd.date_range(history.index[0], periods=len(history) + horizon, freq=step)
+        instance["dynamic_feat"] = calendar_features(names, index)
     return instance
+
+
+def forecast_dynamic_feat_names(model: TrainedModel) -> list[str]:
+    """Return the calendar features the model was trained with (its dataset's), [] when it uses none.
+
+    Raises ForecastUnavailable when the model uses dynamic features whose names are no longer known.
+    """
+    count = str(model.hyperparameters.get("num_dynamic_feat", "auto"))
+    if count in ("ignore", "0"):
+        return []
+    names = list(model.dataset.dynamic_feat) if model.dataset is not None else []
+    if count.isdigit() and num_dynamic_feat(names) != int(count):  # "auto" trains on whatever the dataset had
+        raise ForecastUnavailable(
+            f"model {model.name} was trained with {count} dynamic_feat whose calendar features are not known "
+            "(its dataset is gone); retrain it"
+        )
+    return names
 
 
 def _iso(stamps: pd.DatetimeIndex) -> list[str]:
@@ -92,7 +120,8 @@ def forecast_for_device(
     target_variant: str | None = None,
 ) -> dict[str, Any]:
     """Return {"device", "metric", "model", "variant", "history": {timestamps, values}, "forecast": {timestamps,
-    mean, quantiles}} from the endpoint's model, fed with the device's recent history.
+    mean, quantiles}} from the endpoint's model, fed with the device's recent history. The whole forecast is
+    recorded (deployments.accuracy) to be scored against the actuals as they arrive.
 
     Raises ForecastUnavailable (nothing deployed, no history), ValueError (metric or prediction_length the
     model cannot do) and InvocationError/BackendUnavailable from the hosting backend.
@@ -106,15 +135,22 @@ def forecast_for_device(
     if not 1 <= length <= horizon:
         raise ValueError(f"prediction_length must be between 1 and {horizon} for model {model.name}")
     history = forecast_history(model, device_name)
+    # The accuracy quantiles are always asked for too: the recorded forecast is scored on them later.
+    asked = list(dict.fromkeys([*quantiles, *ACCURACY_QUANTILES]))
     body = {
         "instances": [forecast_instance(model, device_name, history)],
-        "configuration": {"num_samples": 100, "output_types": ["mean", "quantiles"], "quantiles": list(quantiles)},
+        "configuration": {"num_samples": 100, "output_types": ["mean", "quantiles"], "quantiles": asked},
     }
     answer = get_backend("hosting").invoke(
         variant.endpoint.name, json.dumps(body).encode(), target_variant=variant.name
     )
     prediction = json.loads(answer.body)["predictions"][0]
     step = pd.tseries.frequencies.to_offset(model.freq)
+    ahead = _iso(pd.date_range(history.index[-1] + step, periods=horizon, freq=step))
+    forecast_record_create(
+        variant.endpoint.name, answer.invoked_variant, model.name, device_name, model.metric, model.freq, ahead,
+        prediction["mean"][:horizon], {q: prediction["quantiles"][q][:horizon] for q in asked},
+    )  # fmt: skip
     shown = history.iloc[-int(model.hyperparameters["context_length"]) :]
     return {
         "device": device_name,
@@ -123,8 +159,8 @@ def forecast_for_device(
         "variant": answer.invoked_variant,
         "history": {"timestamps": _iso(shown.index), "values": _values(shown.to_numpy())},
         "forecast": {
-            "timestamps": _iso(pd.date_range(history.index[-1] + step, periods=length, freq=step)),
+            "timestamps": ahead[:length],
             "mean": prediction["mean"][:length],
-            "quantiles": {q: values[:length] for q, values in prediction["quantiles"].items()},
+            "quantiles": {q: prediction["quantiles"][q][:length] for q in quantiles},
         },
     }

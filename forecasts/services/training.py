@@ -15,6 +15,7 @@ from django.utils import timezone
 from cloud.backends import get_backend
 from cloud.deepar.backtest import rolling_backtest
 from cloud.deepar.control import TrainingCancelled, TrainingTimeLimit, parse_epoch_message
+from cloud.deepar.features import num_dynamic_feat
 from cloud.deepar.formats import read_channel
 from cloud.deepar.hyperparameters import DeepARHyperparameters, parse_hyperparameters
 from cloud.deepar.metrics import seasonal_naive_metrics
@@ -97,6 +98,8 @@ def dataset_hyperparameters(dataset: Dataset, overrides: dict[str, Any] | None) 
     merged = {**DEFAULT_HYPERPARAMETERS, **fixed, **{k: str(v) for k, v in (overrides or {}).items()}}
     if not dataset.use_cat:
         merged.setdefault("cardinality", "ignore")
+    if dataset.dynamic_feat:  # SageMaker checks the channels' dynamic_feat against this number
+        merged.setdefault("num_dynamic_feat", str(num_dynamic_feat(dataset.dynamic_feat)))
     hp = parse_hyperparameters(merged)
     if hp.prediction_length != dataset.prediction_length:
         raise ValueError(f"dataset {dataset.name} was cut for prediction_length {dataset.prediction_length}")
@@ -208,7 +211,9 @@ def _train_and_register(job: TrainingJob, params: dict[str, Any], progress: Prog
     progress(2, f"preparing the channels of {job.name}")
     dataset, hp = _job_dataset(job, params)
     progress(8, f"{dataset.series_count} series, {dataset.observations} observations in dataset {dataset.name}")
-    spec = TrainingSpec(job.name, dataset.train_key, dataset.test_key, hp.as_sagemaker(), "models")
+    spec = TrainingSpec(
+        job.name, dataset.train_key, dataset.test_key, hp.as_sagemaker(), "models", tuple(dataset.dynamic_feat)
+    )
     guarded = _job_progress(job, lambda p, m: progress(8 + 0.85 * p, m), _max_runtime_s(params))
     result = get_backend("training").train(get_backend("lake"), spec, guarded)
     progress(94, "scoring the seasonal-naive baseline on the test channel")

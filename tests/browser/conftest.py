@@ -86,6 +86,8 @@ class Browser:
         return self.page
 
     def login(self, username: str) -> None:
+        """Sign in as username (signing out whoever was signed in)."""
+        self.context.clear_cookies()
         page = self.goto("/accounts/login/")
         page.fill("#id_username", username)
         page.fill("#id_password", PASSWORDS[username])

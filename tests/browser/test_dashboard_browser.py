@@ -21,6 +21,11 @@ from tests.telemetry_helpers import put_raw, reading
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
 
+# [(box width, drawn svg width)] of every chart on the device page.
+CHART_WIDTHS = """Array.from(document.querySelectorAll('#charts .chart')).map(
+  div => [div.getBoundingClientRect().width, Number(div.querySelector('.main-svg').getAttribute('width'))])"""
+
+
 def recent_readings(device: str, minutes: int, **values) -> list[dict]:
     """Return one reading a minute for the last `minutes` minutes (newest 20 s ago)."""
     now = datetime.now(UTC) - timedelta(seconds=20)
@@ -36,8 +41,10 @@ def test_login_then_every_page_renders_with_local_times_and_nothing_offsite(brow
     browser.page.click("button[type=submit]")
     expect(page.locator(".alert-error")).to_contain_text("did not match")
 
-    Device.objects.create(name="aq-browser-01", latitude=56.16, longitude=10.21)
-    put_raw(lake, recent_readings("aq-browser-01", 5))
+    Device.objects.create(name="aq-browser-01", latitude=56.16, longitude=10.21, device_type="outdoor")
+    Device.objects.create(name="aq-browser-02", latitude=55.68, longitude=12.57, device_type="outdoor")
+    Device.objects.create(name="aq-browser-03", latitude=57.05, longitude=9.92, device_type="indoor")
+    put_raw(lake, recent_readings("aq-browser-01", 5) + recent_readings("aq-browser-02", 5, particulate_matter=31.0))
     browser.login("operator")
     expect(page.locator("h1")).to_have_text("Overview")
     expect(page.locator(".account .role")).to_have_text("operator")
@@ -50,6 +57,7 @@ def test_login_then_every_page_renders_with_local_times_and_nothing_offsite(brow
         ("/devices/", "Devices", "devices"),
         ("/pipeline/", "Pipeline", "pipeline"),
         ("/alarms/", "Alarms", "alarms"),
+        ("/fleet/", "Fleet registry", "fleet"),
     ]:
         page = browser.goto(path)
         expect(page.locator("h1")).to_have_text(heading)
@@ -109,6 +117,7 @@ def test_a_reading_from_a_device_agent_appears_on_the_device_page_without_a_relo
     browser.login("operator")
     page = browser.goto(f"/devices/{device.pk}/")
     expect(page.locator("#live-empty")).to_be_visible()
+    expect(page.locator("#online-badge")).to_have_text("offline")
     page.evaluate("window.__sameDocument = true")  # gone if anything reloads the page
 
     agent = subprocess.run(
@@ -120,16 +129,30 @@ def test_a_reading_from_a_device_agent_appears_on_the_device_page_without_a_relo
     expect(page.locator("#live-empty")).to_be_hidden(timeout=30_000)
     expect(page.locator("#latest")).to_contain_text("Particulate matter (PM)")
     expect(page.locator("#live-status")).to_contain_text("3 readings")
+    expect(page.locator("#online-badge")).to_have_text("online")
+    expect(page.locator("#last-seen time.ts")).to_have_attribute("title", re.compile(r"UTC$"))
     expect(page.locator("#chart-ozone .main-svg").first).to_be_visible()
     expect(page.locator("#aggregates")).to_contain_text("µg/m³")
     assert page.evaluate("window.__sameDocument") is True
-    assert page.locator("#export-csv").get_attribute("href") == f"/api/v1/devices/{device.pk}/readings?format=csv"
+    expect(page.locator("#fleet-link")).to_have_attribute("href", f"/fleet/{device.pk}/")
+    # Every chart fits its box after the redraws (the first one used to keep the full row's width and clip).
+    expect(page.locator("#charts .chart")).to_have_count(5)
+    page.wait_for_timeout(2500)  # at least one more 2 s refresh redraws every chart
+    widths = page.evaluate(CHART_WIDTHS)
+    assert widths and all(svg <= box for box, svg in widths), f"charts wider than their boxes: {widths}"
     browser.screenshot("device")
+
+    with page.expect_download() as download:
+        page.click("#export-csv")
+    assert download.value.suggested_filename == "aq-live-01-readings.csv"
+    lines = open(download.value.path(), encoding="utf-8").read().splitlines()
+    assert lines[0].startswith("timestamp,received_at,message_id,") and len(lines) == 4, lines
     browser.assert_clean()
 
 
 def test_an_etl_run_started_from_the_pipeline_page_finishes_before_the_operators_eyes(browser, lake, celery_worker):
     put_raw(lake, recent_readings("aq-etl-01", 30))
+    put_raw(lake, [reading("aq-etl-01", datetime.now(UTC) - timedelta(minutes=3), ozone=-5.0)])  # a broken sensor
     browser.login("operator")
     page = browser.goto("/pipeline/")
     page.get_by_role("button", name="Run ETL").click()
@@ -138,20 +161,122 @@ def test_an_etl_run_started_from_the_pipeline_page_finishes_before_the_operators
     expect(row).to_contain_text("etl")
     expect(row.locator(".badge")).to_have_text("succeeded", timeout=90_000)  # the page polls; nobody reloads
     expect(row).to_contain_text("rows written: 31")
+
+    page.reload()  # the errors zone now holds the broken reading, whole, with the reason
+    rejected = page.locator("#errors-zone tr.error-type")
+    expect(rejected).to_have_count(1)
+    expect(rejected).to_contain_text("etl-failed")
+    expect(rejected.locator("td.num").first).to_have_text("1")
+    expect(rejected.locator("pre.sample")).to_contain_text('"ozone": -5.0')
     browser.screenshot("pipeline-etl-finished")
     browser.assert_clean()
 
 
-def test_a_forecast_chart_renders_with_its_band(browser, lake, endpoint_server, tiny_trained_model, settings):
-    from deployments.services import deploy_execute
+def test_an_admin_changes_the_schedule_and_an_operator_cannot(browser, lake, settings):
+    from dashboard.models import PipelineSchedule
+
+    settings.PIPELINE_INTERVAL_S, settings.TRAIN_INTERVAL_S = 120, 3600
+    browser.login("operator")
+    page = browser.goto("/pipeline/")
+    expect(page.locator("#schedule")).to_contain_text("Only admins may change the schedule")
+    expect(page.locator("#schedule-form")).to_have_count(0)
+
+    browser.login("admin")
+    page = browser.goto("/pipeline/")
+    expect(page.locator("#crawl-interval")).to_have_text("2 min")
+    page.fill("#id_crawl_interval_s", "900")
+    page.fill("#id_train_interval_s", "21600")
+    page.get_by_role("button", name="Save schedule").click()
+    expect(page.locator(".messages")).to_contain_text("Schedule saved")
+    expect(page.locator("#crawl-interval")).to_have_text("15 min")
+    expect(page.locator("#train-interval")).to_have_text("6 h")
+    expect(page.locator("#schedule")).to_contain_text("by admin")
+    row = PipelineSchedule.objects.get(pk=1)
+    assert (row.crawl_interval_s, row.train_interval_s) == (900, 21600)
+    browser.screenshot("pipeline-schedule")
+    browser.assert_clean()
+
+
+def put_week_of_ozone(lake, device: str = "sensor-0") -> None:
+    """Give the tiny model's sensor-0 a week of hourly ozone ending now (it knows sensor-0..2)."""
     from tests.fixtures.endpoint import synthetic_frame
 
-    # The tiny model knows sensor-0..2: give sensor-0 a week of hourly ozone ending now.
-    Device.objects.create(name="sensor-0", latitude=56.2, longitude=10.2)
-    frame = synthetic_frame(devices=1, hours=24 * 7, start="2000-01-01", gap=False)
+    Device.objects.create(name=device, latitude=56.2, longitude=10.2)
+    values = list(synthetic_frame(devices=1, hours=24 * 7, start="2000-01-01", gap=False)["value"])
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    values = list(frame["value"])
-    put_raw(lake, [reading("sensor-0", end - timedelta(hours=len(values) - i), ozone=v) for i, v in enumerate(values)])
+    put_raw(lake, [reading(device, end - timedelta(hours=len(values) - i), ozone=v) for i, v in enumerate(values)])
+
+
+def test_an_operator_cannot_change_endpoint_weights_and_an_admin_can(
+    browser, lake, endpoint_server, tiny_trained_model, celery_worker, settings
+):
+    from deployments.models import ProductionVariant
+    from deployments.services import endpoint_create
+    from forecasts.models import TrainingJob
+    from forecasts.services.forecasting import forecast_for_device
+
+    name = settings.DEFAULT_ENDPOINT_NAME
+    variants = [
+        {"name": "blue", "model": "deepar-tiny", "weight": 1.0},
+        {"name": "green", "model": "deepar-tiny", "weight": 1.0},
+    ]
+    endpoint_create(name, variants)
+    put_week_of_ozone(lake)
+    for _ in range(4):  # traffic for the per-variant metrics chart
+        forecast_for_device("sensor-0", metric="ozone")
+    # The job the tiny model came from, so the training page shows it as the registry would.
+    job = TrainingJob.objects.create(
+        name="deepar-tiny-job", status="succeeded", epoch=2, epochs=2, message="trained on synthetic_frame()",
+        hyperparameters=tiny_trained_model.hyperparameters,
+    )  # fmt: skip
+    tiny_trained_model.job = job
+    tiny_trained_model.save(update_fields=["job"])
+
+    browser.login("operator")
+    page = browser.goto("/serving/")
+    card = page.locator(f'[data-endpoint="{name}"]')
+    expect(card.locator('input[name="green"]')).to_be_disabled()
+    expect(card).to_contain_text("Only admins may change weights.")
+    expect(card.get_by_role("button", name="Apply weights")).to_have_count(0)
+    status = page.evaluate(PATCH_WEIGHTS, [name, {"green": 3}])
+    assert status == 403
+    browser.errors = [error for error in browser.errors if not error.startswith("HTTP 403")]  # the refusal we wanted
+    assert ProductionVariant.objects.get(name="green").weight == 1.0
+
+    browser.login("admin")
+    page = browser.goto("/serving/")
+    card = page.locator(f'[data-endpoint="{name}"]')
+    card.locator('input[data-for="green"]').fill("3")
+    expect(card.locator('[data-share="green"]')).to_have_text("75.0%")
+    card.get_by_role("button", name="Apply weights").click()
+    expect(card.locator("[data-role=note]")).to_contain_text(re.compile(r"update #\d+ queued"))
+    expect(card.locator("[data-role=op-title]")).to_contain_text("(succeeded)", timeout=60_000)  # the worker applied it
+    assert ProductionVariant.objects.get(name="green").weight == 3.0
+    page.reload()
+    expect(card.locator('input[data-for="green"]')).to_have_value("3.0")
+    expect(card.locator('[data-share="green"]')).to_have_text("75.0%")
+    expect(card.locator("[data-role=chart] .main-svg").first).to_be_visible()
+    browser.screenshot("serving")
+
+    page = browser.goto("/training/")
+    expect(page.locator("h1")).to_have_text("Training")
+    expect(page.locator("table").first).to_contain_text("deepar-tiny")
+    browser.screenshot("training")
+    browser.assert_clean()
+
+
+PATCH_WEIGHTS = """async ([name, weights]) => {
+  const csrf = document.querySelector('[name=csrfmiddlewaretoken]').value;
+  const answer = await fetch(`/api/v1/endpoints/${name}/weights`, {method: 'PATCH', credentials: 'same-origin',
+    headers: {'Content-Type': 'application/json', 'X-CSRFToken': csrf}, body: JSON.stringify({weights})});
+  return answer.status;
+}"""
+
+
+def test_a_forecast_chart_renders_with_its_band(browser, lake, endpoint_server, tiny_trained_model, settings):
+    from deployments.services import deploy_execute
+
+    put_week_of_ozone(lake)
     deploy_execute({"model": tiny_trained_model.name, "endpoint": settings.DEFAULT_ENDPOINT_NAME})
 
     browser.login("operator")

@@ -11,6 +11,7 @@
   const status = document.getElementById("live-status");
   const COLORS = ["#0f6cbd", "#c2410c", "#15803d", "#7c3aed", "#b91c1c", "#0e7490", "#a16207"];
   const REFRESH_MS = 2000;
+  const ONLINE_MS = 5 * 60 * 1000; // dashboard.selectors.ONLINE_WINDOW
   let minutes = Number(root.dataset.minutes) || 60;
   let busy = false;
   let again = false; // a window change while a fetch is in flight refetches right after it
@@ -40,6 +41,17 @@
     latest.append(when);
   }
 
+  // The header was rendered with the page: keep its "last reading" and online badge in step with the live data.
+  function renderHeader(data) {
+    const badge = document.getElementById("online-badge");
+    const lastSeen = document.getElementById("last-seen");
+    if (!data.latest || !badge || !lastSeen) return;
+    lastSeen.replaceChildren(timeElement(data.latest.timestamp));
+    const online = Date.now() - new Date(data.latest.timestamp).getTime() <= ONLINE_MS;
+    badge.textContent = online ? "online" : "offline";
+    badge.className = "badge badge-" + (online ? "online" : "offline");
+  }
+
   function renderAggregates(data) {
     const wrap = document.getElementById("aggregates-wrap");
     const rows = data.order.map(function (metric) {
@@ -66,6 +78,7 @@
       div.id = "chart-" + metric;
       div.className = "chart";
       charts.append(div);
+      if (observer) observer.observe(div);
     }
     return div;
   }
@@ -108,6 +121,7 @@
       showError(errorBox, "");
       empty.hidden = data.count > 0;
       renderLatest(data);
+      renderHeader(data);
       renderAggregates(data);
       renderCharts(data);
       status.textContent = (data.resampled ? "means per " + data.resampled : data.count + " readings") +
@@ -132,6 +146,20 @@
         other.setAttribute("aria-pressed", String(other === button));
       });
       refresh();
+    });
+  });
+  // Plotly's responsive option follows window resizes only. A chart's box also changes width when the grid reflows
+  // (the first chart spans the row until the second arrives) or a scrollbar appears: redraw it at its box's size.
+  const resized = new Set();
+  const observer = window.ResizeObserver && new ResizeObserver(function (entries) {
+    const first = resized.size === 0;
+    entries.forEach(function (entry) { resized.add(entry.target); });
+    if (!first) return;
+    requestAnimationFrame(function () {
+      resized.forEach(function (div) {
+        if (div.isConnected && div.querySelector(".main-svg")) Plotly.Plots.resize(div);
+      });
+      resized.clear();
     });
   });
   document.addEventListener("visibilitychange", refresh);

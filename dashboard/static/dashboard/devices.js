@@ -50,11 +50,21 @@
       line: { width: 1, color: "#fff" } },
     hovertemplate: "<b>%{text}</b><br>%{lat:.4f}, %{lon:.4f}<extra></extra>",
   };
+  // Padded bounds instead of fitbounds: markers on the edge would otherwise have their names cut off.
+  function padded(values, minimum) {
+    const low = Math.min.apply(null, values), high = Math.max.apply(null, values);
+    const pad = Math.max(minimum, (high - low) * 0.3);
+    return [low - pad, high + pad];
+  }
+  const lats = points.map(function (p) { return p.lat; }), lons = points.map(function (p) { return p.lon; });
+  const latRange = padded(lats, 0.5).map(function (v) { return Math.max(-85, Math.min(85, v)); });
+  const lonRange = padded(lons, 1.5).map(function (v) { return Math.max(-180, Math.min(180, v)); });
   const layout = {
     margin: { l: 10, r: 10, t: 10, b: 10 }, showlegend: false,
-    geo: { fitbounds: "locations", projection: { type: "mercator" }, showland: false, showcoastlines: false,
+    geo: { projection: { type: "mercator" }, showland: false, showcoastlines: false,
       showcountries: false, showframe: true, bgcolor: "#f8fafc",
-      lataxis: { showgrid: true, gridcolor: "#dde3ea", dtick: 1 }, lonaxis: { showgrid: true, gridcolor: "#dde3ea", dtick: 1 } },
+      lataxis: { range: latRange, showgrid: true, gridcolor: "#dde3ea", dtick: 1 },
+      lonaxis: { range: lonRange, showgrid: true, gridcolor: "#dde3ea", dtick: 1 } },
   };
   // topojsonURL points at the project: plotly never reaches for its CDN (there are no base-map shapes offline).
   Plotly.newPlot(mapDiv, [trace], layout, { responsive: true, displaylogo: false, topojsonURL: mapDiv.dataset.topojsonUrl });

@@ -37,6 +37,10 @@ class Command(PipelineStepCommand):
         )
         parser.add_argument("--max-error-rate", type=float, default=None, help="alarm: 5xx share, e.g. 0.05")
         parser.add_argument("--max-p99-ms", type=float, default=None, help="alarm: p99 latency in ms")
+        parser.add_argument(
+            "--max-wql-increase", type=float, default=None,
+            help="alarm: the new model's forecast wQL against actuals may exceed the old one's by this share (0.25)",
+        )  # fmt: skip
 
     def step_params(self, options: dict[str, Any]) -> dict[str, Any]:
         if options["weight"] < 0:
@@ -54,7 +58,8 @@ class Command(PipelineStepCommand):
         if not options["policy"]:
             return super().handle(*args, **options)
         params = self.step_params(options)
-        alarms = {"max_error_rate": options["max_error_rate"], "max_p99_ms": options["max_p99_ms"]}
+        alarms = {"max_error_rate": options["max_error_rate"], "max_p99_ms": options["max_p99_ms"],
+                  "max_wql_increase": options["max_wql_increase"]}  # fmt: skip
         params.update(policy=options["policy"], alarms={k: v for k, v in alarms.items() if v is not None})
         try:
             operation = operation_create(EndpointOperation.Kind.DEPLOY, params.pop("endpoint"), params)

@@ -67,6 +67,7 @@
     });
     window.Plotly.react(chart, traces, {
       margin: {t: 10, r: 50, b: 40, l: 50}, height: 260, legend: {orientation: "h"},
+      xaxis: {type: "date", range: [new Date(Date.now() - 15 * 60e3), new Date()]}, // the 15 min asked for
       yaxis: {title: "req/s, errors"}, yaxis2: {title: "ms", overlaying: "y", side: "right"},
     }, {displayModeBar: false, responsive: true});
   }

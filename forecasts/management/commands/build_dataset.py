@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from cloud.deepar.channels import ChannelError
+from cloud.deepar.features import CALENDAR_FEATURES
 from cloud.interfaces import BackendError
 from forecasts.services.datasets import (
     DEFAULT_CONTEXT_LENGTH,
@@ -46,6 +47,13 @@ class Command(BaseCommand):
             "--prediction-length", type=int, default=DEFAULT_PREDICTION_LENGTH, help="default %(default)s"
         )
         parser.add_argument("--no-cat", action="store_true", help="leave out cat (the device as category)")
+        parser.add_argument(
+            "--dynamic-feat",
+            default="",
+            help="comma-separated calendar features written as dynamic_feat (sine and cosine each), e.g. "
+            f"hour_of_day,day_of_week; one of {', '.join(CALENDAR_FEATURES)}. Other metrics cannot be used: "
+            "their future values are unknown at forecast time",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         devices = [d.strip() for d in options["devices"].split(",") if d.strip()] if options["devices"] else None
@@ -54,6 +62,7 @@ class Command(BaseCommand):
             start=options["start"], end=options["end"], test_days=options["test_days"],
             context_length=options["context_length"], prediction_length=options["prediction_length"],
             use_cat=not options["no_cat"],
+            dynamic_feat=[name.strip() for name in options["dynamic_feat"].split(",") if name.strip()],
         )  # fmt: skip
         self.stdout.write(f"building dataset {spec.name}: {spec.metric} at {spec.freq} ...")
         try:
@@ -63,6 +72,8 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"dataset {dataset.name}: {dataset.series_count} series, "
                                              f"{dataset.observations} observations"))  # fmt: skip
         self.stdout.write(f"  train: {dataset.train_key}\n  test:  {dataset.test_key}")
+        if dataset.dynamic_feat:
+            self.stdout.write(f"  dynamic_feat: {', '.join(dataset.dynamic_feat)} (sine and cosine each)")
         for device, reason in dataset.skipped.items():
             self.stdout.write(f"  skipped {device}: {reason}")
 

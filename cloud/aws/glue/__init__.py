@@ -1,0 +1,1 @@
+"""Scripts the Glue backends ship to the lake (the PySpark ETL job)."""
