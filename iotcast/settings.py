@@ -166,6 +166,8 @@ _LOCAL_BACKENDS = {
 # Glue crawler and job role, Glue database (Data Catalog) shared by the crawler and Athena.
 _GLUE_ROLE_ARN = env_str("IOTCAST_GLUE_ROLE_ARN", "")
 _GLUE_DATABASE = env_str("IOTCAST_GLUE_DATABASE", "iotcast")
+# The SageMaker execution role for training jobs and hosted models.
+_SAGEMAKER_ROLE_ARN = env_str("IOTCAST_SAGEMAKER_ROLE_ARN", "")
 _AWS_BACKENDS = {
     "lake": _LAKE,
     "identity": {"BACKEND": "cloud.aws.identity.IoTCoreIdentity", "OPTIONS": {"region": AWS_REGION}},
@@ -191,8 +193,14 @@ _AWS_BACKENDS = {
             "workgroup": env_str("IOTCAST_ATHENA_WORKGROUP", "primary"),
         },
     },
-    "training": {"BACKEND": "cloud.aws.training.SageMakerDeepAR", "OPTIONS": {"region": AWS_REGION}},
-    "hosting": {"BACKEND": "cloud.aws.hosting.SageMakerHosting", "OPTIONS": {"region": AWS_REGION}},
+    "training": {
+        "BACKEND": "cloud.aws.training.SageMakerDeepAR",
+        "OPTIONS": {"region": AWS_REGION, "role_arn": _SAGEMAKER_ROLE_ARN},
+    },
+    "hosting": {
+        "BACKEND": "cloud.aws.hosting.SageMakerHosting",
+        "OPTIONS": {"region": AWS_REGION, "role_arn": _SAGEMAKER_ROLE_ARN},
+    },
 }
 CLOUD_BACKENDS = _AWS_BACKENDS if CLOUD_BACKEND == "aws" else _LOCAL_BACKENDS
 
