@@ -16,6 +16,7 @@ urlpatterns = [
     path("pipeline/schedule/", views.pipeline_schedule, name="pipeline_schedule"),
     path("forecasts/", views.forecasts, name="forecasts"),
     path("forecasts/data.json", views.forecast_data, name="forecast_data"),
+    path("forecasts/past.json", views.forecast_past, name="forecast_past"),
     path("alarms/", alarm_views.alarms, name="alarms"),
     path("alarms/evaluate/", alarm_views.alarms_evaluate, name="alarms_evaluate"),
     path("alarms/<int:pk>/acknowledge/", alarm_views.alarm_acknowledge, name="alarm_acknowledge"),

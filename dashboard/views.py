@@ -7,6 +7,7 @@ import logging
 from functools import cache
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -16,6 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 from alarms import selectors as alarm_selectors
 from dashboard import selectors
 from dashboard.forms import ScheduleForm
+from dashboard.past_forecasts import forecast_variants, past_forecasts
 from dashboard.roles import admin_required, is_admin, operator_required, operator_required_json
 from dashboard.services import pipeline_step_allowed, pipeline_step_start, schedule_update
 from dashboard.units import metric_label, metrics_meta
@@ -205,6 +207,8 @@ def forecasts(request: HttpRequest) -> HttpResponse:
         "chosen_metric": chosen_metric,
         "metrics_meta": metrics_meta(metrics),
         "lake_error": error,
+        "variants": forecast_variants(settings.DEFAULT_ENDPOINT_NAME),
+        "chosen_variant": request.GET.get("variant", ""),
     }
     return render(request, "dashboard/forecasts.html", context)
 
@@ -212,7 +216,7 @@ def forecasts(request: HttpRequest) -> HttpResponse:
 @operator_required_json
 @require_GET
 def forecast_data(request: HttpRequest) -> JsonResponse:
-    """JSON history and forecast for ?device=&metric=, or {"error", "hint"} when none can be made."""
+    """JSON history and forecast for ?device=&metric=[&variant=], or {"error", "hint"} when none can be made."""
     device_name = request.GET.get("device", "")
     metric = request.GET.get("metric") or None
     if not Device.objects.filter(name=device_name).exists():
@@ -220,12 +224,31 @@ def forecast_data(request: HttpRequest) -> JsonResponse:
     try:
         from forecasts.services.forecasting import forecast_for_device
 
-        data = forecast_for_device(device_name, metric=metric)
+        data = forecast_for_device(device_name, metric=metric, target_variant=request.GET.get("variant") or None)
     except Exception as exc:
         logger.info("forecast for %s/%s failed: %s", device_name, metric, exc)
         hint = NO_MODEL_HINT if selectors.deployed_model_count() == 0 else ""
         return JsonResponse({"error": str(exc) or type(exc).__name__, "hint": hint}, status=503)
     return JsonResponse(selectors.json_safe(data))
+
+
+@operator_required_json
+@require_GET
+def forecast_past(request: HttpRequest) -> JsonResponse:
+    """JSON of ?device=&metric='s past forecasts, the actuals over them and the accuracy achieved per variant
+    (see dashboard.past_forecasts.past_forecasts); ?variant= narrows the drawn forecasts to that variant."""
+    device_name, metric = request.GET.get("device", ""), request.GET.get("metric", "")
+    if not Device.objects.filter(name=device_name).exists():
+        return JsonResponse({"error": f"Unknown device {device_name!r}."}, status=404)
+    if not metric:
+        return JsonResponse({"error": "Pick a metric."}, status=400)
+    try:
+        return JsonResponse(past_forecasts(device_name, metric, request.GET.get("variant") or None))
+    except ValueError as exc:  # an unknown metric
+        return JsonResponse({"error": str(exc)}, status=400)
+    except Exception as exc:
+        logger.warning("past forecasts of %s/%s failed: %s", device_name, metric, exc, exc_info=True)
+        return JsonResponse({"error": f"Could not read the actuals from the lake: {exc}"}, status=503)
 
 
 @cache

@@ -63,12 +63,36 @@ class IsAdminOrReadOnly(permissions.BasePermission):
 
 
 class InvocationThrottle(UserRateThrottle):
-    """Invocations per API token (per user), at settings.ENDPOINT_INVOKE_THROTTLE_RATE (default 6000/min)."""
+    """Invocations per API token (per user), at settings.ENDPOINT_INVOKE_THROTTLE_RATE (default 6000/min).
+
+    A token bucket (a burst of the rate's count, refilled at the rate) kept as one small cache entry: DRF's
+    sliding log stores every request of the last window, and at hundreds of requests a second re-pickling
+    that list cost the proxy about a millisecond a request.
+    """
 
     scope = "invocations"
+    cache_format = "throttle_bucket_%(scope)s_%(ident)s"
 
     def get_rate(self) -> str:
         return getattr(settings, "ENDPOINT_INVOKE_THROTTLE_RATE", "6000/min")
+
+    def allow_request(self, request: Request, view: object) -> bool:
+        """Return whether the token has a request left in its bucket (and take it); otherwise remember the wait."""
+        self.key = self.get_cache_key(request, view) if self.rate is not None else None
+        if self.key is None:
+            return True
+        now, per_second = self.timer(), self.num_requests / self.duration
+        tokens, last = self.cache.get(self.key, (float(self.num_requests), now))
+        tokens = min(float(self.num_requests), tokens + (now - last) * per_second)
+        if tokens < 1:
+            self._wait = (1 - tokens) / per_second
+            return False
+        self.cache.set(self.key, (tokens - 1, now), self.duration)
+        return True
+
+    def wait(self) -> float | None:
+        """Return the seconds until the bucket holds a request again."""
+        return getattr(self, "_wait", None)
 
 
 def error_response(message: str, status_code: int, **extra: object) -> Response:

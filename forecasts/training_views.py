@@ -49,6 +49,7 @@ def _form_spec(post: Any) -> DatasetSpec:
         context_length=int(post.get("context_length") or 24),
         prediction_length=int(post.get("prediction_length") or 12),
         use_cat=post.get("use_cat") == "on",
+        dynamic_feat=[name.strip() for name in post.get("dynamic_feat", "").split(",") if name.strip()],
     )  # fmt: skip
 
 

@@ -354,6 +354,88 @@ def test_forecast_json_unknown_device_is_404(signed_in, lake):
     assert response.status_code == 404 and "nope" in response.json()["error"]
 
 
+def record_forecast(variant: str, model: str, first: datetime, mean: list[float], spread: float = 2.0, **fields):
+    """Store a recorded hourly forecast of aq-test-01's ozone whose first point is `first` (as forecast_for_device
+    records one); p10/p90 sit `spread` under/over the mean."""
+    from deployments.accuracy import forecast_record_create
+
+    stamps = [(first + timedelta(hours=i)).isoformat() for i in range(len(mean))]
+    quantiles = {"0.1": [m - spread for m in mean], "0.5": list(mean), "0.9": [m + spread for m in mean]}
+    return forecast_record_create(
+        fields.get("endpoint", "iotcast-forecast"), variant, model, "aq-test-01", "ozone", "h", stamps, mean, quantiles
+    )
+
+
+def test_past_forecasts_draw_actuals_over_them_and_score_each_variant(signed_in, lake, device):
+    from cloud.deepar.metrics import mean_weighted_quantile_loss
+
+    first = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=6)
+    write_raw(lake, "aq-test-01", [first + timedelta(minutes=10)], ozone_start=40.0)  # hour 0: 40
+    write_raw(lake, "aq-test-01", [first + timedelta(hours=1, minutes=10)], ozone_start=41.0)  # 41; hour 2: none
+    record_forecast("blue", "model-a", first, [44.0, 41.0, 50.0])
+    record_forecast("blue", "model-a", first, [44.0, 41.0, 50.0])  # the page reloaded: the same forecast again
+    record_forecast("green", "model-b", first, [40.0, 41.0, 50.0], spread=1.0)
+    record_forecast("green", "model-b", first + timedelta(hours=8), [1.0, 1.0])  # not begun yet: not shown
+
+    url = reverse("dashboard:forecast_past") + "?device=aq-test-01&metric=ozone"
+    data = signed_in.get(url).json()
+    assert [(r["variant"], r["matured"]) for r in data["records"]] == [("green", 2), ("blue", 2)]
+    assert data["records"][1]["p50"] == [44.0, 41.0, 50.0] and data["records"][1]["p10"] == [42.0, 39.0, 48.0]
+    assert data["actuals"]["values"] == [40.0, 41.0]
+    assert data["actuals"]["timestamps"][0].startswith(first.strftime("%Y-%m-%dT%H:00"))
+    scores = {row["variant"]: row for row in data["accuracy"]}
+    assert scores["blue"]["records"] == 1 and scores["blue"]["points"] == 2
+    assert scores["blue"]["mape"] == pytest.approx(0.05)  # |40-44|/40 and 0, averaged
+    expected = mean_weighted_quantile_loss([40.0, 41.0], {0.1: [42.0, 39.0], 0.5: [44.0, 41.0], 0.9: [46.0, 43.0]})
+    assert scores["blue"]["wql"] == pytest.approx(expected)
+    assert scores["green"]["mape"] == 0.0 and scores["green"]["wql"] < scores["blue"]["wql"]
+
+    only_blue = signed_in.get(url + "&variant=blue").json()
+    assert [r["variant"] for r in only_blue["records"]] == ["blue"]
+    assert len(only_blue["accuracy"]) == 2  # the table still compares every variant
+
+
+def test_past_forecasts_are_empty_until_one_matures(signed_in, lake, device):
+    url = reverse("dashboard:forecast_past") + "?device=aq-test-01&metric=ozone"
+    assert signed_in.get(url).json() == {
+        "device": "aq-test-01", "metric": "ozone", "records": [], "actuals": {"timestamps": [], "values": []},
+        "accuracy": [],
+    }  # fmt: skip
+    record_forecast("blue", "model-a", datetime.now(UTC) - timedelta(hours=2), [40.0, 40.0])  # no actuals arrived
+    data = signed_in.get(url).json()
+    assert data["records"] == [] and data["accuracy"][0]["points"] == 0  # only matured forecasts are drawn
+    assert data["accuracy"][0]["wql"] is None and data["actuals"]["values"] == []
+    page = signed_in.get(reverse("dashboard:forecasts")).content.decode()
+    assert "Past forecasts and what happened" in page
+    assert "No forecast has matured yet: actuals arrive as the horizon passes." in page
+    assert reverse("dashboard:forecast_past") in page
+
+
+def test_past_forecasts_json_checks_its_input_and_login(client, signed_in, lake, device):
+    url = reverse("dashboard:forecast_past")
+    assert signed_in.get(url + "?device=nope&metric=ozone").status_code == 404
+    assert signed_in.get(url + "?device=aq-test-01").status_code == 400
+    client.logout()
+    assert client.get(url + "?device=aq-test-01&metric=ozone").status_code in (401, 403)
+
+
+def test_forecasts_page_offers_the_variants_that_answer_clients(signed_in, lake, device, settings):
+    from deployments.models import Endpoint, ProductionVariant
+    from forecasts.models import TrainedModel
+
+    endpoint = Endpoint.objects.create(name=settings.DEFAULT_ENDPOINT_NAME, status="InService")
+    for name, shadow in (("blue", False), ("green", False), ("canary", True)):
+        model = TrainedModel.objects.create(name=f"model-{name}", metric="ozone", artifact_key=f"models/{name}")
+        ProductionVariant.objects.create(endpoint=endpoint, name=name, model=model, shadow=shadow)
+    text = signed_in.get(reverse("dashboard:forecasts") + "?variant=green").content.decode()
+    assert '<option value="">By weight, as clients get</option>' in text
+    assert '<option value="blue" >blue · model-blue</option>' in text
+    assert '<option value="green" selected>green · model-green</option>' in text
+    assert "canary" not in text  # a shadow never answers a client
+    response = signed_in.get(reverse("dashboard:forecast_data") + "?device=aq-test-01&metric=ozone&variant=canary")
+    assert response.status_code == 503 and "no variant canary" in response.json()["error"]
+
+
 # --- template helpers ----------------------------------------------------------------
 
 

@@ -143,3 +143,32 @@ def test_a_badly_typed_value_past_detection_falls_back_to_the_robust_read(lake):
         values = con.execute(f"SELECT ozone FROM ({typed_select_sql('src', types, ['ozone'])})").fetchall()
     assert types["ozone"] == "JSON"
     assert sorted(values, key=str) == [(5.0,), (None,)]
+
+
+@pytest.mark.parametrize("per_date_writes_max", [8, 0], ids=["per-date-copies", "partitioned-copy"])
+def test_curated_files_are_sorted_by_device_then_time(lake, per_date_writes_max):
+    moments = [DAY1 - timedelta(minutes=m) for m in (5, 50, 20)] + [DAY2 + timedelta(minutes=m) for m in (9, 1)]
+    put_raw(lake, [reading(device, moment) for moment in moments for device in ("dev-c", "dev-a", "dev-b")])
+    put_raw(lake, [reading("dev-aa", DAY1), reading("dev-0", DAY2)])
+
+    result = DuckDBEtlJob(per_date_writes_max=per_date_writes_max).run(lake)
+
+    assert (result.rows_written, result.partitions_written) == (17, ["2026-11-27", "2026-11-28"])
+    for info in lake.list_objects("curated/telemetry/"):
+        with lake.local_paths([info.key]) as (path,):
+            rows = pq.read_table(path, columns=["device_id", "timestamp"]).to_pylist()
+        order = [(row["device_id"], row["timestamp"]) for row in rows]
+        assert order == sorted(order) and len(set(order)) == len(order) > 2
+
+
+def test_rejected_rows_name_the_raw_object_they_came_from(lake):
+    good = put_raw(lake, [reading("dev-a", DAY1)])
+    bad_key = put_raw(lake, [reading("dev-a", DAY1), reading("dev-b", DAY1, timestamp="soon")])
+
+    result = DuckDBEtlJob().run(lake)
+
+    assert (result.rows_read, result.rows_written, result.rows_rejected) == (3, 2, 1)
+    (errors,) = lake.list_objects("errors/etl-failed/")
+    (line,) = [json.loads(line) for line in lake.get_bytes(errors.key).splitlines()]
+    assert line["raw_key"] == bad_key != good
+    assert line["record"]["device_id"] == "dev-b" and "_file" not in line["record"]

@@ -83,6 +83,19 @@ def test_nan_constant_is_not_a_number():
     assert error.document["errorCode"] == "InvalidJson"
 
 
+def test_overflowing_number_is_not_finite():
+    (error,) = records_from_message(
+        TOPIC, b'{"message_id":"m","timestamp":"2026-01-01T00:00:00Z","ozone":1e400}', 0
+    ).errors
+    assert error.document["errorCode"] == "InvalidMetric"
+
+
+def test_ints_nulls_and_payload_rule_fields_pass_the_metric_check():
+    payload = reading(ozone=None, co=3, device_id=7.5, received_at="early")
+    (record,) = records_from_message(TOPIC, json.dumps(payload).encode(), NOW_MS).records
+    assert (record["ozone"], record["co"], record["device_id"], record["received_at"]) == (None, 3, "sensor-7", NOW_MS)
+
+
 def test_a_bad_element_in_a_batch_rejects_only_that_element():
     batch = [reading(message_id="good"), reading(message_id="bad", ozone="x")]
     outcome = records_from_message(TOPIC, json.dumps(batch).encode(), NOW_MS)

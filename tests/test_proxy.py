@@ -119,3 +119,32 @@ def test_endpoint_list(api, deployed):
     endpoints = api.get("/api/v1/endpoints/").json()
     assert [(e["name"], e["status"]) for e in endpoints] == [("air", "InService")]
     assert {v["name"]: v["weight"] for v in endpoints[0]["variants"]} == {"AllTraffic": 1.0, "Canary": 0.0}
+
+
+def test_invocation_throttle_is_a_token_bucket_per_token(db, settings):
+    from django.core.cache import cache
+    from rest_framework.test import APIRequestFactory
+
+    from deployments.api import InvocationThrottle
+
+    cache.clear()
+    settings.ENDPOINT_INVOKE_THROTTLE_RATE = "3/min"
+    users = [get_user_model().objects.create_user(name) for name in ("one", "two")]
+    clock = [1000.0]
+
+    def allowed(user) -> tuple[bool, float | None]:
+        request = APIRequestFactory().post("/api/v1/endpoints/air/invocations")
+        request.user = user
+        throttle = InvocationThrottle()
+        throttle.timer = lambda: clock[0]
+        return throttle.allow_request(request, None), throttle.wait()
+
+    assert [allowed(users[0])[0] for _ in range(3)] == [True, True, True]
+    denied, wait = allowed(users[0])
+    assert not denied and wait == pytest.approx(20.0)  # one request every 60 / 3 s
+    assert allowed(users[1])[0]  # another token has its own bucket
+    clock[0] += 19.0
+    assert not allowed(users[0])[0]
+    clock[0] += 1.0
+    assert allowed(users[0])[0] and not allowed(users[0])[0]
+    cache.clear()

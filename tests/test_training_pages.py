@@ -103,9 +103,12 @@ def test_datasets_and_jobs_through_the_api(admin_client, lake, django_capture_on
 def test_the_home_page_builds_a_dataset_and_reports_rule_errors(admin_client, lake):
     put_series(lake, devices=3, hours=120)
     form = {"name": "web-ds", "metric": "ozone", "freq": "h", "context_length": "24", "prediction_length": "12",
-            "use_cat": "on"}  # fmt: skip
+            "use_cat": "on", "dynamic_feat": " hour_of_day,day_of_week, "}  # fmt: skip
     page = admin_client.post(reverse("training:dataset_create"), form, follow=True).content.decode()
     assert "Dataset web-ds: 3 series" in page and "/training/datasets/web-ds/test/data.json" in page
+    from forecasts.models import Dataset
+
+    assert Dataset.objects.get(name="web-ds").dynamic_feat == ["hour_of_day", "day_of_week"]
     page = admin_client.post(reverse("training:dataset_create"), {**form, "name": "x", "prediction_length": "401"},
                              follow=True).content.decode()  # fmt: skip
     assert "prediction_length must be at most 400" in page

@@ -119,12 +119,17 @@ def raw_types(detected: dict[str, str], robust: bool = False) -> dict[str, str]:
     return types
 
 
-def read_raw_sql(paths: list[Path], types: dict[str, str]) -> str:
-    """Return a SELECT reading the raw files with the given field types, plus their filename."""
+def read_raw_sql(paths: list[Path], types: dict[str, str], file_index: bool = False) -> str:
+    """Return a SELECT reading the raw files with the given field types, plus their filename.
+
+    file_index: give each row's position in paths (column _file) instead of its filename; a small
+    integer costs far less to carry through a large batch than a long path string per row.
+    """
     columns = "{" + ", ".join(f"{quote_literal(name)}: {quote_literal(kind)}" for name, kind in types.items()) + "}"
+    source = ("SELECT *, file_index AS _file", "") if file_index else ("SELECT *", ", filename=true")
     return (
-        f"SELECT * FROM read_json({_path_list(paths)}, format='newline_delimited', columns={columns}, "
-        "filename=true, hive_partitioning=false)"
+        f"{source[0]} FROM read_json({_path_list(paths)}, format='newline_delimited', columns={columns}"
+        f"{source[1]}, hive_partitioning=false)"
     )
 
 

@@ -5,10 +5,12 @@ objects not yet processed are read, and the bookmark is written after the curate
 crash in between redoes those objects and the dedupe by message_id (within the batch and against
 the affected curated partitions) drops the repeats: a rerun leaves no duplicates and no gaps.
 
-One batch is one pass over the raw JSON into a typed temp table with each row's reject reason,
-then one sorted Parquet write per date; duplicates are found with a single hash aggregate instead
-of a window over every row. A date partition that collects compact_min_files files is rewritten
-as one file sorted by device and time (readers never see a row twice: see Bookmark.compaction).
+One batch (up to 1 GiB of raw JSON: a small trailing batch would pay the detection and the
+anti-join against curated files again) is one pass over the raw JSON into a typed temp table with
+each row's reject reason, then one sorted Parquet write per date; duplicates are found with a hash
+aggregate on the ids' hashes instead of a window over every row. A date partition that collects
+compact_min_files files is rewritten as one file sorted by device and time (readers never see a row
+twice: see Bookmark.compaction).
 """
 
 from __future__ import annotations
@@ -132,16 +134,18 @@ class DuckDBEtlJob(EtlJob):
     ranges: {metric: [low, high]} physical ranges (default DEFAULT_RANGES; {} turns validation off).
     compact_min_files: a date partition with this many files is compacted into one (0: never).
     sample_lines: lines per object the schema detection reads (new fields appear early in objects).
+    per_date_writes_max: a batch with up to this many dates writes one COPY per date, more one partitioned COPY.
     """
 
     def __init__(
         self,
-        max_batch_mb: int = 512,
+        max_batch_mb: int = 1024,
         max_batch_objects: int = 5000,
         ranges: dict[str, list[float]] | None = None,
         compact_min_files: int = 8,
         sample_lines: int = 1024,
         compression_level: int = 1,
+        per_date_writes_max: int = 8,
     ) -> None:
         self.max_batch_bytes = max_batch_mb * 1024 * 1024
         self.max_batch_objects = max_batch_objects
@@ -150,6 +154,7 @@ class DuckDBEtlJob(EtlJob):
         self.compact_min_files = compact_min_files
         self.sample_lines = sample_lines
         self.compression_level = compression_level
+        self.per_date_writes_max = per_date_writes_max
 
     def reset_bookmark(self, lake: Lake) -> None:
         """Forget the processed raw objects; the curated schema and any compaction state are kept."""
@@ -216,7 +221,7 @@ class DuckDBEtlJob(EtlJob):
             result.rows_read += read + len(broken)
             result.rows_rejected += rejected + len(broken)
             if rejected or broken:
-                self._write_rejects(lake, con, batch, key_of, broken)
+                self._write_rejects(lake, con, batch, [key_of[str(path)] for path in paths], broken)
             written, dates = self._write_curated(lake, con, types, bookmark)
             result.partitions_written += dates
             result.duplicates_dropped += read - rejected - written
@@ -242,25 +247,28 @@ class DuckDBEtlJob(EtlJob):
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE src AS SELECT *, {reason} AS _reason, "
                 "CAST(CAST(_ts AS DATE) AS VARCHAR) AS _date FROM "
-                f'(SELECT *, try_cast("timestamp" AS TIMESTAMPTZ) AS _ts FROM ({read_raw_sql(paths, types)}))'
+                f'(SELECT *, try_cast("timestamp" AS TIMESTAMPTZ) AS _ts FROM ({read_raw_sql(paths, types, True)}))'
             )
 
         return read_with_fallback(detected, read)
 
     def _write_rejects(
-        self, lake: Lake, con: duckdb.DuckDBPyConnection, batch: _Batch, key_of: dict, broken: list[dict]
+        self, lake: Lake, con: duckdb.DuckDBPyConnection, batch: _Batch, file_keys: list[str], broken: list[dict]
     ) -> None:
-        """Write the rows that cannot be curated (and broken lines), whole and with the reason, to errors/."""
+        """Write the rows that cannot be curated (and broken lines), whole and with the reason, to errors/.
+
+        file_keys[i] is the raw key of the i-th file src was read from (its rows' _file).
+        """
         rows = con.execute(
-            "SELECT _reason, filename, to_json(r) FROM (SELECT * EXCLUDE (_ts, _date) FROM src "
+            "SELECT _reason, _file, to_json(r) FROM (SELECT * EXCLUDE (_ts, _date) FROM src "
             "WHERE _reason IS NOT NULL) r"
         ).fetchall()
         lines = [json.dumps(line) for line in broken]
-        for reason, filename, record in rows:
+        for reason, index, record in rows:
             record = json.loads(record)
-            for name in ("_reason", "filename"):
+            for name in ("_reason", "_file"):
                 record.pop(name, None)
-            lines.append(json.dumps({"reason": reason, "raw_key": key_of.get(filename, filename), "record": record}))
+            lines.append(json.dumps({"reason": reason, "raw_key": file_keys[index], "record": record}))
         # A name derived from the batch's keys: a redone batch overwrites instead of repeating errors.
         digest = hashlib.sha1("\n".join(batch.keys).encode()).hexdigest()[:20]
         part = raw_partition(batch.keys[0])
@@ -268,13 +276,20 @@ class DuckDBEtlJob(EtlJob):
         key = f"{ERRORS_PREFIX}{prefix + '/' if prefix else ''}iotcast-etl-failed-{digest}"
         lake.put_bytes(key, ("\n".join(lines) + "\n").encode())
 
-    def _fresh_filter(self, lake: Lake, con: duckdb.DuckDBPyConnection, types: dict, bookmark: Bookmark) -> str:
-        """Return the WHERE clause keeping one good row per message_id not yet curated."""
+    def _fresh_filter(
+        self, lake: Lake, con: duckdb.DuckDBPyConnection, types: dict, bookmark: Bookmark
+    ) -> tuple[str, list[str]]:
+        """Return (the WHERE clause keeping one good row per message_id not yet curated, the good rows' dates)."""
         received = _double("received_at", types.get("received_at"))
-        # One hash aggregate finds the repeated ids; the earliest arrival of each is kept.
+        # A hash aggregate on the ids' 64-bit hashes (far cheaper than on the strings) finds the few
+        # candidates; grouping those by the id itself is exact. The earliest arrival of each is kept.
+        candidates = (
+            "SELECT h FROM (SELECT hash(message_id) AS h FROM src WHERE _reason IS NULL) GROUP BY h HAVING count(*) > 1"
+        )
         con.execute(
             f"CREATE TEMP TABLE dups AS SELECT message_id, arg_min(rowid, coalesce({received}, 'infinity'::DOUBLE)) "
-            "AS keep FROM src WHERE _reason IS NULL GROUP BY message_id HAVING count(*) > 1"
+            f"AS keep FROM src WHERE _reason IS NULL AND hash(message_id) IN ({candidates}) "
+            "GROUP BY message_id HAVING count(*) > 1"
         )
         where = (
             "_reason IS NULL AND (NOT EXISTS (SELECT 1 FROM dups d WHERE d.message_id = src.message_id) "
@@ -283,7 +298,7 @@ class DuckDBEtlJob(EtlJob):
         dates = [row[0] for row in con.execute("SELECT DISTINCT _date FROM src WHERE _reason IS NULL").fetchall()]
         existing = [key for key, _ in curated_keys(lake, dates, bookmark.hidden_keys())]
         if not existing:
-            return where
+            return where, dates
         with lake.local_paths(existing) as paths:
             files = "[" + ", ".join(quote_literal(str(path)) for path in paths) + "]"
             try:
@@ -294,26 +309,68 @@ class DuckDBEtlJob(EtlJob):
             except duckdb.Error as exc:
                 # A corrupt curated file: stop before writing repeats; the operator replaces or deletes it.
                 raise BackendError(f"cannot read the curated files of {', '.join(dates)}: {exc}") from exc
-        return where + " AND NOT EXISTS (SELECT 1 FROM existing_ids e WHERE e.message_id = src.message_id)"
+        return where + " AND NOT EXISTS (SELECT 1 FROM existing_ids e WHERE e.message_id = src.message_id)", dates
 
     def _write_curated(
         self, lake: Lake, con: duckdb.DuckDBPyConnection, types: dict[str, str], bookmark: Bookmark
     ) -> tuple[int, list[str]]:
         """Write the fresh good rows as zstd Parquet under curated/telemetry/date=.../; return (rows, dates)."""
-        where = self._fresh_filter(lake, con, types, bookmark)
+        where, dates = self._fresh_filter(lake, con, types, bookmark)
         columns = curated_columns_sql(types, bookmark.numeric)
+        options = (
+            f"FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL {self.compression_level}, "
+            f"ROW_GROUP_SIZE {ROW_GROUP_ROWS}"
+        )
         with tempfile.TemporaryDirectory(prefix="iotcast-etl-") as tmp:
-            # Sorted by device and time so that Parquet row-group statistics prune device queries.
-            written = con.execute(
-                f'COPY (SELECT {columns} FROM src WHERE {where} ORDER BY device_id, "timestamp") TO '
-                f"{quote_literal(tmp + '/out')} (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL "
-                f"{self.compression_level}, ROW_GROUP_SIZE {ROW_GROUP_ROWS}, PARTITION_BY (date), "
-                "FILENAME_PATTERN 'part-{uuid}')"
-            ).fetchone()[0]
-            paths = sorted(Path(tmp, "out").glob("date=*/*.parquet"))
+            if len(dates) <= self.per_date_writes_max:
+                written, paths = self._copy_per_date(con, columns, where, dates, Path(tmp), options)
+            else:
+                written, paths = self._copy_partitioned(con, columns, where, Path(tmp), options)
             for path in paths:
                 lake.put_bytes(f"{CURATED_PREFIX}{path.parent.name}/{path.name}", path.read_bytes())
-        return int(written), sorted({path.parent.name.removeprefix("date=") for path in paths})
+        return written, sorted({path.parent.name.removeprefix("date=") for path in paths})
+
+    @staticmethod
+    def _copy_per_date(
+        con: duckdb.DuckDBPyConnection, columns: str, where: str, dates: list[str], folder: Path, options: str
+    ) -> tuple[int, list[Path]]:
+        """Write one file per date, each sorted by device and time; return (rows, the non-empty files).
+
+        A plain single-file COPY per date is cheaper than PARTITION_BY (no partition buffers, and
+        each sort is smaller), while a few dates make few scans of src. Rows are sorted by device and
+        time so that Parquet row-group statistics prune device queries; the device's rank (in
+        device_id order) is a far cheaper sort key than the string, for the same order.
+        """
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE devices AS SELECT device_id, "
+            "CAST(row_number() OVER (ORDER BY device_id) AS INTEGER) AS _rank "
+            "FROM (SELECT DISTINCT device_id FROM src WHERE _reason IS NULL)"
+        )
+        written, paths = 0, []
+        for date in dates:
+            path = folder / f"date={date}" / f"part-{uuid.uuid4()}.parquet"
+            path.parent.mkdir()
+            fresh = f"SELECT * FROM src WHERE {where} AND _date = {quote_literal(date)}"
+            rows = con.execute(
+                f"COPY (SELECT * EXCLUDE (date, _rank) FROM (SELECT {columns}, _rank FROM ({fresh}) "
+                f'JOIN devices USING (device_id)) ORDER BY _rank, "timestamp") TO '
+                f"{quote_literal(str(path))} ({options})"
+            ).fetchone()[0]
+            written += int(rows)
+            if rows:  # every row a repeat: no file, as PARTITION_BY would write none
+                paths.append(path)
+        return written, paths
+
+    @staticmethod
+    def _copy_partitioned(
+        con: duckdb.DuckDBPyConnection, columns: str, where: str, folder: Path, options: str
+    ) -> tuple[int, list[Path]]:
+        """Write the rows of many dates in one partitioned COPY (one scan of src); return (rows, the files)."""
+        written = con.execute(
+            f'COPY (SELECT {columns} FROM src WHERE {where} ORDER BY device_id, "timestamp") TO '
+            f"{quote_literal(str(folder / 'out'))} ({options}, PARTITION_BY (date), FILENAME_PATTERN 'part-{{uuid}}')"
+        ).fetchone()[0]
+        return int(written), sorted(folder.glob("out/date=*/*.parquet"))
 
     def _settle_compaction(self, lake: Lake, bookmark: Bookmark) -> None:
         """Finish a compaction a crash interrupted: drop the replaced files (committed) or the new one."""

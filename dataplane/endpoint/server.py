@@ -77,10 +77,14 @@ class Serving:
 
     def predict(self, variant: Variant, request: InferenceRequest) -> tuple[bytes, float]:
         """Return (DeepAR's JSON answer, model milliseconds); raise ServingError(424) when the model fails."""
+        import torch
+
         model = self.registry.model(variant.artifact_key)
         started = time.perf_counter()
         try:
-            response = model.predict(request)
+            # inference_mode skips autograd's version counting: the same numbers, about a millisecond sooner.
+            with torch.inference_mode():
+                response = model.predict(request)
         except RequestError as exc:
             raise validation_error(str(exc)) from None
         except Exception as exc:  # whatever the model raises is SageMaker's ModelError, never a dropped connection

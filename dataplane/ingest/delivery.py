@@ -188,6 +188,10 @@ class DeliveryStream:
             self.on_durable(flushed)
 
 
+# One encoder for every line: json.dumps with non-default options builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _line(document: dict[str, Any]) -> bytes:
     # The IoT rule's Firehose action appends the separator "\n" to each record.
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    return (_ENCODER.encode(document) + "\n").encode()

@@ -274,6 +274,7 @@ PATCH_WEIGHTS = """async ([name, weights]) => {
 
 
 def test_a_forecast_chart_renders_with_its_band(browser, lake, endpoint_server, tiny_trained_model, settings):
+    from deployments.accuracy import forecast_record_create
     from deployments.services import deploy_execute
 
     put_week_of_ozone(lake)
@@ -286,5 +287,21 @@ def test_a_forecast_chart_renders_with_its_band(browser, lake, endpoint_server, 
     expect(page.locator("#forecast-chart .legendtext")).to_have_text(legend)
     assert page.locator("#forecast-chart path.js-fill").count() >= 1  # the shaded p10-p90 band
     expect(page.locator("#forecast-error")).to_be_hidden()
+    expect(page.locator("#past-empty")).to_be_visible()  # the forecast just made has not matured
+
+    # A forecast made six hours ago whose first two points the lake's readings now answer.
+    first = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=6)
+    forecast_record_create(
+        settings.DEFAULT_ENDPOINT_NAME, "AllTraffic", tiny_trained_model.name, "sensor-0", "ozone", "h",
+        [(first + timedelta(hours=i)).isoformat() for i in range(3)], [40.0, 41.0, 42.0],
+        {"0.1": [30.0, 31.0, 32.0], "0.5": [40.0, 41.0, 42.0], "0.9": [50.0, 51.0, 52.0]},
+    )  # fmt: skip
+    page.select_option("#forecast-variant", "AllTraffic")  # picking the variant reloads both charts
+    expect(page).to_have_url(re.compile(r"variant=AllTraffic"))
+    expect(page.locator("#past-chart .legendtext").last).to_have_text("actual")
+    assert page.locator("#past-chart path.js-fill").count() >= 1  # a past forecast's p10-p90 band
+    expect(page.locator("#past-accuracy tbody tr")).to_have_count(1)
+    expect(page.locator("#past-accuracy tbody tr td").nth(3)).to_have_text(re.compile(r"^[1-9]"))  # matured points
+    expect(page.locator("#past-empty")).to_be_hidden()
     browser.screenshot("forecasts")
     browser.assert_clean()

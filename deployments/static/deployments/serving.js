@@ -66,7 +66,8 @@
       traces.push({x, y: data.points.map((p) => p.errors_4xx + p.errors_5xx), name: `${variant} errors`, type: "bar"});
     });
     window.Plotly.react(chart, traces, {
-      margin: {t: 10, r: 50, b: 40, l: 50}, height: 260, legend: {orientation: "h"},
+      // room under the axis for the two-line date ticks, then the legend below them
+      margin: {t: 10, r: 50, b: 100, l: 50}, height: 300, legend: {orientation: "h", y: -0.4, yanchor: "top"},
       xaxis: {type: "date", range: [new Date(Date.now() - 15 * 60e3), new Date()]}, // the 15 min asked for
       yaxis: {title: "req/s, errors"}, yaxis2: {title: "ms", overlaying: "y", side: "right"},
     }, {displayModeBar: false, responsive: true});
