@@ -13,18 +13,24 @@ pytest_plugins = [
 ]
 
 
+def install_lake(settings, backend: str, url: str):
+    """Install a lake backend class and URL in the test's settings; return the resolved lake."""
+    from cloud.backends import get_backend
+
+    backends = dict(settings.CLOUD_BACKENDS)
+    backends["lake"] = {"BACKEND": backend, "OPTIONS": {"url": url}}
+    settings.CLOUD_BACKENDS = backends
+    settings.LAKE_URL = url
+    get_backend.cache_clear()
+    return get_backend("lake")
+
+
 @pytest.fixture
 def lake(tmp_path, settings):
     """A FolderLake in a fresh folder, installed as the 'lake' backend for the test."""
     from cloud.backends import get_backend
 
-    url = f"file://{tmp_path / 'lake'}"
-    backends = dict(settings.CLOUD_BACKENDS)
-    backends["lake"] = {"BACKEND": "cloud.lake.FolderLake", "OPTIONS": {"url": url}}
-    settings.CLOUD_BACKENDS = backends
-    settings.LAKE_URL = url
-    get_backend.cache_clear()
-    yield get_backend("lake")
+    yield install_lake(settings, "cloud.lake.FolderLake", f"file://{tmp_path / 'lake'}")
     get_backend.cache_clear()
 
 

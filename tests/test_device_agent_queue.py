@@ -21,19 +21,9 @@ from dataplane.broker import INGEST_USER, start_broker, stop_broker, write_broke
 from dataplane.ports import free_port
 from device_agent.disk_queue import DiskQueue, QueueError
 from device_agent.kit import write_kit
+from tests.agent_process import agent
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def agent(*args: str, stdin: str = "", timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "device_agent", *args],
-        cwd=ROOT,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def lines(ids: list[str]) -> str:

@@ -2,8 +2,6 @@
 
 import json
 import re
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -13,20 +11,10 @@ import pytest
 
 from device_agent.agent import _fit, backoff_delay
 from device_agent.sources import MAX_PAYLOAD_BYTES, BadLine, FieldMap, parse_timestamp
+from tests.agent_process import agent
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-
-
-def agent(*args: str, stdin: str = "", timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "device_agent", *args],
-        cwd=ROOT,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def topic_of(thing: str) -> str:

@@ -102,7 +102,12 @@ def test_tiny_training_stores_model_tarball_and_sagemaker_metrics(tiny_model):
     with tarfile.open(fileobj=io.BytesIO(tiny_model.artifact), mode="r:gz") as tar:
         names = set(tar.getnames())
         stored = json.load(tar.extractfile("hyperparameters.json"))
-    assert {"hyperparameters.json", "prediction-net-state.pt"} <= names
+        lineage = json.load(tar.extractfile("lineage.json"))
+    assert {"hyperparameters.json", "lineage.json", "prediction-net-state.pt"} <= names
+    assert lineage["training_job"] == "deepar-tiny"
+    assert (lineage["train"], lineage["test"]) == (
+        "datasets/deepar-tiny/train/data.json", "datasets/deepar-tiny/test/data.json",
+    )  # fmt: skip
     assert stored["num_cells"] == "8" and stored["cardinality"] == "[3]"
     assert set(tiny_model.metrics) == {"test:RMSE", "test:mean_wQuantileLoss", "train:final_loss"}
     assert all(math.isfinite(value) for value in tiny_model.metrics.values())

@@ -20,6 +20,8 @@ from cloud.deepar.hyperparameters import DeepARHyperparameters, parse_hyperparam
 HYPERPARAMETERS_FILE = "hyperparameters.json"
 # The names of the calendar features behind dynamic_feat (SageMaker's artifact has only their number).
 DYNAMIC_FEAT_FILE = "dynamic_feat.json"
+# Where the model came from: the training job and its input channels.
+LINEAGE_FILE = "lineage.json"
 
 
 def quiet_gluonts() -> None:
@@ -33,16 +35,21 @@ def quiet_gluonts() -> None:
 
 
 def pack_predictor(
-    predictor: Any, hyperparameters: dict[str, str], dynamic_feat: tuple[str, ...] | list[str] = ()
+    predictor: Any,
+    hyperparameters: dict[str, str],
+    dynamic_feat: tuple[str, ...] | list[str] = (),
+    lineage: dict[str, Any] | None = None,
 ) -> bytes:
-    """Return model.tar.gz bytes holding the serialized predictor, hyperparameters.json and, when the model uses
-    dynamic features, dynamic_feat.json naming them."""
+    """Return model.tar.gz bytes holding the serialized predictor, hyperparameters.json, lineage.json (when
+    given: the training job and its channels) and, when the model uses dynamic features, dynamic_feat.json."""
     with tempfile.TemporaryDirectory(prefix="deepar-pack-") as tmp:
         folder = Path(tmp)
         predictor.serialize(folder)
         (folder / HYPERPARAMETERS_FILE).write_text(json.dumps(hyperparameters, indent=2, sort_keys=True))
         if dynamic_feat:
             (folder / DYNAMIC_FEAT_FILE).write_text(json.dumps({"names": list(dynamic_feat)}))
+        if lineage:
+            (folder / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2, sort_keys=True))
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
             for path in sorted(folder.iterdir()):

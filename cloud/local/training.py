@@ -216,7 +216,8 @@ class GluonTSDeepAR(Trainer):
         progress(92, "evaluating on the test channel")
         metrics = {**evaluate(model, test), "train:final_loss": final_loss}
         key = f"{spec.output_prefix.rstrip('/')}/{spec.job_name}/output/model.tar.gz"
-        lake.put_bytes(key, pack_predictor(predictor, resolved, names))
+        lineage = {"training_job": spec.job_name, "lake": lake.url, "train": spec.train_key, "test": spec.test_key}
+        lake.put_bytes(key, pack_predictor(predictor, resolved, names, lineage))
         progress(100, f"stored {key}")
         return TrainingResult(artifact_key=key, metrics=metrics)
 

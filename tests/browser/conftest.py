@@ -129,26 +129,5 @@ def browser(playwright_browser, live_server, users) -> Iterator[Browser]:
         context.close()
 
 
-@pytest.fixture
-def identity_on_test_broker(settings, mqtt_broker):
-    """Make the identity backend issue certificates from the test broker's CA, naming its port."""
-    from cloud.backends import get_backend
-
-    backends = dict(settings.CLOUD_BACKENDS)
-    backends["identity"] = {
-        "BACKEND": "cloud.local.identity.LocalCertificateAuthority",
-        "OPTIONS": {
-            "ca_dir": str(mqtt_broker.authority.ca_dir),
-            "broker_host": mqtt_broker.host,
-            "broker_port": mqtt_broker.port,
-        },
-    }
-    settings.CLOUD_BACKENDS = backends
-    settings.BROKER_PORT = mqtt_broker.port
-    get_backend.cache_clear()
-    yield
-    get_backend.cache_clear()
-
-
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "browser: tests that drive chromium against the live server")
