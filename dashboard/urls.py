@@ -10,6 +10,7 @@ urlpatterns = [
     path("devices/", views.devices, name="devices"),
     path("devices/<int:pk>/", views.device, name="device"),
     path("devices/<int:pk>/readings.json", views.device_readings, name="device_readings"),
+    path("devices/<int:pk>/aggregates.json", views.device_aggregates, name="device_aggregates"),
     path("pipeline/", views.pipeline, name="pipeline"),
     path("pipeline/runs.json", views.pipeline_runs, name="pipeline_runs"),
     path("pipeline/start/<str:kind>/", views.pipeline_start, name="pipeline_start"),

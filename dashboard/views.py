@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import gzip
 import logging
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from alarms import selectors as alarm_selectors
@@ -22,6 +24,7 @@ from dashboard.roles import admin_required, is_admin, operator_required, operato
 from dashboard.services import pipeline_step_allowed, pipeline_step_start, schedule_update
 from dashboard.units import metric_label, metrics_meta
 from devices.models import Device
+from forecasts import selectors as lake_selectors
 from forecasts.models import CatalogTable, PipelineRun
 
 logger = logging.getLogger(__name__)
@@ -85,6 +88,7 @@ def device(request: HttpRequest, pk: int) -> HttpResponse:
         "online": selectors.is_online(activity.get(obj.name)),
         "certificates": obj.certificates.all(),
         "windows": WINDOWS,
+        "buckets": lake_selectors.AGGREGATE_BUCKETS,
         "lake_error": error,
         "alarms": alarm_selectors.alarms_active(obj),
         "export_url": reverse("forecasts:device-readings", args=[obj.pk]),
@@ -124,6 +128,26 @@ def device_readings(request: HttpRequest, pk: int) -> JsonResponse:
     except Exception as exc:
         logger.warning("readings of %s failed: %s", obj.name, exc, exc_info=True)
         return JsonResponse({"error": f"Could not read the readings from the lake: {exc}"}, status=503)
+
+
+@operator_required_json
+@require_GET
+def device_aggregates(request: HttpRequest, pk: int) -> JsonResponse:
+    """JSON min/mean/max/p95 per metric per ?bucket= (minute, hour or day; default hour) over the last ?minutes=."""
+    obj = get_object_or_404(Device, pk=pk)
+    bucket = request.GET.get("bucket", "hour")
+    try:
+        minutes = _window_minutes(request)
+        end = timezone.now()
+        rows = lake_selectors.readings_aggregated(obj.name, None, bucket, end - timedelta(minutes=minutes), end)
+    except ValueError as exc:  # a bad window or bucket
+        return JsonResponse({"error": str(exc)}, status=400)
+    except Exception as exc:
+        logger.warning("aggregates of %s failed: %s", obj.name, exc, exc_info=True)
+        return JsonResponse({"error": f"Could not read the aggregates from the lake: {exc}"}, status=503)
+    order = lake_selectors.telemetry_metrics()
+    data = {"bucket": bucket, "minutes": minutes, "order": order, "metrics": metrics_meta(order), "buckets": rows}
+    return JsonResponse(selectors.json_safe(data))
 
 
 @operator_required
@@ -282,21 +306,17 @@ def plotly_js(request: HttpRequest, version: str) -> HttpResponse:
     return response
 
 
-# Plotly's geo charts load base-map shapes (topojson) from a CDN by default. None ship with the project, so the map
-# asks here and gets an empty topology: markers on a latitude/longitude grid, and no request leaves the project.
-TOPOJSON_LAYERS = ["coastlines", "land", "ocean", "lakes", "rivers", "countries", "subunits"]
-EMPTY_TOPOLOGY = {
-    "type": "Topology",
-    "objects": {layer: {"type": "GeometryCollection", "geometries": []} for layer in TOPOJSON_LAYERS},
-    "arcs": [],
-}
+# Plotly's geo charts load base-map shapes (topojson) from a CDN by default; the project ships Plotly's own
+# world files (dashboard/topojson/README.md) and serves them here, so no request leaves the project.
+TOPOJSON_DIR = Path(__file__).resolve().parent / "topojson"
+TOPOJSON_FILES = {"world_110m", "world_50m"}
 
 
 @require_GET
-def topojson(request: HttpRequest, name: str = "") -> JsonResponse:
-    """Answer any plotly topojson name with an empty topology (see EMPTY_TOPOLOGY); the bare folder is a 404."""
-    if not name:
-        raise Http404("name a topojson file")
-    response = JsonResponse(EMPTY_TOPOLOGY)
+def topojson(request: HttpRequest, name: str = "") -> FileResponse:
+    """Serve a shipped plotly topojson file (world_110m, world_50m); any other name is a 404."""
+    if name not in TOPOJSON_FILES:
+        raise Http404("no such base map")
+    response = FileResponse((TOPOJSON_DIR / f"{name}.json").open("rb"), content_type="application/json")
     response["Cache-Control"] = "public, max-age=86400"
     return response

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import permissions, status
+from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 from cloud.backends import get_backend
 from cloud.deepar.formats import RequestError, parse_request
 from cloud.interfaces import BackendError, BackendUnavailable, InvocationError
-from dashboard.roles import is_admin
+from dashboard.roles import IsAdminRoleOrReadOnly
 from deployments.models import EndpointOperation
 from deployments.operations import operation_create, operation_enqueue, operation_stop
 from deployments.selectors import NotDeployed, endpoint_get, endpoint_list, model_resolve, operation_list
@@ -50,16 +50,10 @@ ADMIN_ERRORS = {**ERRORS, 403: ErrorOutputSerializer, 404: ErrorOutputSerializer
 _START = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}$")
 
 
-class IsAdminOrReadOnly(permissions.BasePermission):
+class IsAdminOrReadOnly(IsAdminRoleOrReadOnly):
     """Operators (any logged-in user) read; only admins (dashboard.roles.is_admin: staff or "admin" group) change."""
 
     message = "Only admins may change endpoints."
-
-    def has_permission(self, request: Request, view: object) -> bool:
-        user = request.user
-        if not (user and user.is_authenticated):
-            return False
-        return request.method in permissions.SAFE_METHODS or is_admin(user)
 
 
 class InvocationThrottle(UserRateThrottle):

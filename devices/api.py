@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cloud.interfaces import BackendError
+from dashboard.roles import IsAdminRoleOrReadOnly
 from devices import selectors, services
 from devices.models import Device, DeviceCertificate
 from devices.serializers import (
@@ -39,6 +40,8 @@ class IdentityUnavailable(APIException):
 class DeviceCollectionApi(APIView):
     """GET lists devices; POST registers one and returns its kit (the private key only this once)."""
 
+    permission_classes = [IsAdminRoleOrReadOnly]
+
     @extend_schema(responses=DeviceOutputSerializer(many=True), operation_id="devices_list")
     def get(self, request: Request) -> Response:
         return Response(DeviceOutputSerializer(selectors.device_list(), many=True).data)
@@ -60,6 +63,8 @@ class DeviceCollectionApi(APIView):
 class DeviceDetailApi(APIView):
     """GET one device by numeric id."""
 
+    permission_classes = [IsAdminRoleOrReadOnly]
+
     @extend_schema(responses=DeviceOutputSerializer, operation_id="devices_retrieve")
     def get(self, request: Request, device_id: int) -> Response:
         return Response(DeviceOutputSerializer(_device(device_id)).data)
@@ -67,6 +72,8 @@ class DeviceDetailApi(APIView):
 
 class DeviceStatusApi(APIView):
     """POST {"status": "disabled"} drops the device's live connections and refuses new ones; "active" undoes it."""
+
+    permission_classes = [IsAdminRoleOrReadOnly]
 
     @extend_schema(request=DeviceStatusInputSerializer, responses=DeviceOutputSerializer, operation_id="devices_status")
     def post(self, request: Request, device_id: int) -> Response:
@@ -79,6 +86,8 @@ class DeviceStatusApi(APIView):
 class DeviceCertificateCollectionApi(APIView):
     """POST issues one more certificate (rotation: the old ones keep working until revoked); returns its kit once."""
 
+    permission_classes = [IsAdminRoleOrReadOnly]
+
     @extend_schema(request=None, responses={201: CertificateRotateOutputSerializer}, operation_id="devices_rotate")
     def post(self, request: Request, device_id: int) -> Response:
         device = _device(device_id)
@@ -90,6 +99,8 @@ class DeviceCertificateCollectionApi(APIView):
 class DeviceKitApi(APIView):
     """POST issues a new certificate and returns the device's connection kit as a zip (IoT Core's onboarding kit)."""
 
+    permission_classes = [IsAdminRoleOrReadOnly]
+
     @extend_schema(request=None, responses={(200, "application/zip"): _ZIP}, operation_id="devices_kit")
     def post(self, request: Request, device_id: int) -> HttpResponse:
         device = _device(device_id)
@@ -99,6 +110,8 @@ class DeviceKitApi(APIView):
 
 class CertificateRevokeApi(APIView):
     """POST revokes a certificate for good: the broker refuses it and drops the connections of its device."""
+
+    permission_classes = [IsAdminRoleOrReadOnly]
 
     @extend_schema(request=None, responses=CertificateOutputSerializer, operation_id="certificates_revoke")
     def post(self, request: Request, certificate_id: str) -> Response:
@@ -111,6 +124,8 @@ class CertificateRevokeApi(APIView):
 
 class DevicesBulkApi(APIView):
     """POST a CSV (multipart field "file"): registers every device or, on any bad line, none; returns all kits."""
+
+    permission_classes = [IsAdminRoleOrReadOnly]
 
     parser_classes = [MultiPartParser]
 

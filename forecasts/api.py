@@ -1,4 +1,4 @@
-"""REST views: a device's readings from the lake, and the tables in the data catalog."""
+"""REST views: a device's readings and their aggregates from the lake, and the tables in the data catalog."""
 
 import json
 
@@ -15,7 +15,13 @@ from cloud.interfaces import BackendError
 from devices.models import Device
 from devices.selectors import device_get
 from forecasts import selectors
-from forecasts.serializers import CatalogTableOutputSerializer, ReadingsOutputSerializer, ReadingsQueryInputSerializer
+from forecasts.serializers import (
+    AggregatesOutputSerializer,
+    AggregatesQueryInputSerializer,
+    CatalogTableOutputSerializer,
+    ReadingsOutputSerializer,
+    ReadingsQueryInputSerializer,
+)
 from forecasts.services.export import EXPORT_FORMATS, readings_export_bytes
 
 
@@ -88,6 +94,40 @@ class DeviceReadingsApi(APIView):
         response = Response(readings_export_bytes(result, fmt), content_type=EXPORT_FORMATS[fmt])
         response["Content-Disposition"] = f'attachment; filename="{device}-readings.{fmt}"'
         return response
+
+
+class DeviceAggregatesApi(APIView):
+    """GET min, max, mean and p95 per metric per UTC minute/hour/day of a device's readings (default: last 24 h)."""
+
+    @extend_schema(
+        parameters=[AggregatesQueryInputSerializer],
+        responses=AggregatesOutputSerializer,
+        operation_id="devices_aggregates_list",
+    )
+    def get(self, request: Request, device_id: int) -> Response:
+        try:
+            device = device_get(device_id)
+        except Device.DoesNotExist as exc:
+            raise NotFound(f"No device with id {device_id}.") from exc
+        query = AggregatesQueryInputSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        try:
+            rows = selectors.readings_aggregated(
+                device.name, params.get("metrics"), params["bucket"], params.get("start"), params.get("end")
+            )
+        except ValueError as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        except BackendError as exc:
+            raise QueryUnavailable(str(exc)) from exc
+        metrics = params.get("metrics") or selectors.telemetry_metrics()
+        buckets = [{"bucket": row["bucket"], "count": row["count"], "metrics": _stats(row, metrics)} for row in rows]
+        data = {"device": device.name, "bucket": params["bucket"], "metrics": metrics, "buckets": buckets}
+        return Response(AggregatesOutputSerializer(data).data)
+
+
+def _stats(row: dict, metrics: list[str]) -> dict[str, dict]:
+    return {name: row[name] for name in metrics}
 
 
 class CatalogTableListApi(APIView):

@@ -176,6 +176,59 @@ def _series_frame(rows: list[tuple]) -> pd.DataFrame:
     return frame
 
 
+AGGREGATE_BUCKETS = ("minute", "hour", "day")
+AGGREGATE_STATS = ("min", "max", "mean", "p95")
+AGGREGATE_MAX_BUCKETS = 20_000
+
+
+def _aggregate_columns(metrics: list[str]) -> str:
+    """Return the SELECT list of min, max, mean and p95 per metric, aliased <metric>__<stat>."""
+    parts = []
+    for name in metrics:
+        column = '"' + name + '"'
+        parts += [
+            f'min({column}) AS "{name}__min"',
+            f'max({column}) AS "{name}__max"',
+            f'avg({column}) AS "{name}__mean"',
+            f'quantile_cont({column}, 0.95) AS "{name}__p95"',
+        ]
+    return ", ".join(parts)
+
+
+def readings_aggregated(
+    device_name: str,
+    metrics: list[str] | None,
+    bucket: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[dict]:
+    """Return one row per UTC-aligned bucket ("minute", "hour" or "day") of the device's readings in [start, end].
+
+    Each row is {"bucket": datetime, "count": int, <metric>: {"min", "max", "mean", "p95"}} (values None when the
+    metric has no reading in the bucket), oldest first; buckets without readings are absent. Defaults: all metrics,
+    the last 24 h. Raises ValueError for an unknown bucket or metric or a start after end; BackendError when the
+    query fails.
+    """
+    if bucket not in AGGREGATE_BUCKETS:
+        raise ValueError(f"unknown bucket {bucket!r}; use one of {', '.join(AGGREGATE_BUCKETS)}")
+    metrics, start, end = _reading_window(metrics, start, end)
+    result = _query(
+        # bucket is one of AGGREGATE_BUCKETS and the session runs in UTC, so buckets align to UTC.
+        f"SELECT date_trunc('{bucket}', \"timestamp\") AS bucket, count(*) AS count, {_aggregate_columns(metrics)} "
+        'FROM telemetry_live WHERE device_id = ? AND "timestamp" >= ? AND "timestamp" <= ? AND date BETWEEN ? AND ? '
+        "GROUP BY 1 ORDER BY 1 LIMIT ?",
+        [device_name, start, end, *_date_bounds(start, end), AGGREGATE_MAX_BUCKETS],
+    )
+    return [
+        {
+            "bucket": row["bucket"],
+            "count": row["count"],
+            **{name: {stat: row[f"{name}__{stat}"] for stat in AGGREGATE_STATS} for name in metrics},
+        }
+        for row in result.records()
+    ]
+
+
 def devices_activity() -> dict[str, dict]:
     """Return device_id -> {"last_seen", "readings_last_hour", "readings_total"} over all telemetry.
 

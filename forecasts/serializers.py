@@ -46,6 +46,44 @@ class ReadingsOutputSerializer(serializers.Serializer):
     readings = ReadingOutputSerializer(many=True)
 
 
+class AggregatesQueryInputSerializer(serializers.Serializer):
+    """The query parameters of GET /devices/{id}/aggregates."""
+
+    bucket = serializers.ChoiceField(
+        choices=["minute", "hour", "day"], default="hour", help_text="UTC-aligned bucket size; default: hour"
+    )
+    start = serializers.DateTimeField(required=False, help_text="ISO-8601; default: 24 h before end")
+    end = serializers.DateTimeField(required=False, help_text="ISO-8601; default: now")
+    metrics = serializers.CharField(
+        required=False, help_text="comma-separated metric names, e.g. ozone,particulate_matter; default: all"
+    )
+
+    validate_metrics = ReadingsQueryInputSerializer.validate_metrics
+    validate = ReadingsQueryInputSerializer.validate
+
+
+class MetricStatsOutputSerializer(serializers.Serializer):
+    """One metric's statistics in one bucket (null where the bucket has no value of the metric)."""
+
+    min = serializers.FloatField(allow_null=True)
+    max = serializers.FloatField(allow_null=True)
+    mean = serializers.FloatField(allow_null=True)
+    p95 = serializers.FloatField(allow_null=True, help_text="95th percentile, linearly interpolated")
+
+
+class AggregateBucketOutputSerializer(serializers.Serializer):
+    bucket = serializers.DateTimeField(help_text="start of the UTC-aligned bucket")
+    count = serializers.IntegerField(help_text="readings in the bucket")
+    metrics = serializers.DictField(child=MetricStatsOutputSerializer(), help_text="metric name -> statistics")
+
+
+class AggregatesOutputSerializer(serializers.Serializer):
+    device = serializers.CharField()
+    bucket = serializers.CharField()
+    metrics = serializers.ListField(child=serializers.CharField())
+    buckets = AggregateBucketOutputSerializer(many=True)
+
+
 class CatalogTableOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = CatalogTable

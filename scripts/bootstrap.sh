@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what IoTCast needs on Debian 12, once: system packages that are missing
-# (mosquitto, redis-server, Python 3.11 with venv), the .venv and its pinned packages.
+# (mosquitto, redis-server, Python 3.11 with venv, Java for the PySpark test), the .venv and its pinned packages.
 # Re-running it is cheap: it only installs what changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 missing=()
 [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
 command -v python3.11 >/dev/null 2>&1 || missing+=(python3 python3-venv python3-dev)
 if [ "${IOTCAST_WITH_BROWSER:-0}" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)

@@ -343,6 +343,19 @@ def test_a_query_creates_the_tables_once_and_runs_in_the_workgroup_with_its_outp
     assert result.rows == [] and result.bytes_scanned == 0
 
 
+def test_duckdb_percentiles_are_sent_to_athena_in_its_dialect(aws):
+    _raw_table(aws, {"message_id": "string", "timestamp": "string", "ozone": "double"})
+    engine = AthenaQuery(region=REGION, poll_s=0)
+    engine.execute(
+        S3Lake(LAKE_URL),
+        "SELECT date_trunc('hour', \"timestamp\") AS bucket, QUANTILE_CONT(ozone, 0.95) AS p95 FROM telemetry_live "
+        "GROUP BY 1",
+    )
+    athena = boto3.client("athena", region_name=REGION)
+    sent = next(e["Query"] for e in _executions(athena) if "GROUP BY" in e["Query"])
+    assert "approx_percentile(ozone, 0.95)" in sent and "quantile_cont" not in sent.lower()
+
+
 def test_writes_and_second_statements_never_reach_athena(aws):
     engine = AthenaQuery(region=REGION, poll_s=0)
     for sql in ("DROP TABLE telemetry", "INSERT INTO telemetry VALUES (1)", "SELECT 1; SELECT 2"):

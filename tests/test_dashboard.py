@@ -582,8 +582,10 @@ def test_devices_page_lists_rate_and_maps_located_devices(signed_in, lake, devic
     text = signed_in.get(reverse("dashboard:devices")).content.decode()
     assert "0.10 /min" in text and 'id="device-search"' in text and 'data-sort="number"' in text
     assert '"name": "aq-test-01", "lat": 56.2, "lon": 10.25, "online": true' in text
-    topojson = signed_in.get(reverse("dashboard:topojson", args=["world_110m"])).json()
-    assert topojson["type"] == "Topology" and topojson["objects"]["land"]["geometries"] == []
+    response = signed_in.get(reverse("dashboard:topojson", args=["world_50m"]))
+    topojson = json.loads(b"".join(response.streaming_content))
+    assert topojson["type"] == "Topology" and topojson["objects"]["coastlines"]["geometries"]
+    assert signed_in.get(reverse("dashboard:topojson", args=["mars_110m"])).status_code == 404
 
 
 def test_device_page_shows_alarms_export_link_and_json_aggregates(signed_in, lake, device):
@@ -591,6 +593,12 @@ def test_device_page_shows_alarms_export_link_and_json_aggregates(signed_in, lak
     write_raw(lake, "aq-test-01", [now - timedelta(minutes=3), now - timedelta(minutes=2), now - timedelta(minutes=1)])
     text = signed_in.get(reverse("dashboard:device", args=[device.pk])).content.decode()
     assert f'href="/api/v1/devices/{device.pk}/readings?format=csv"' in text and 'id="device-alarms"' in text
+    assert f'href="/api/v1/devices/{device.pk}/readings?format=parquet"' in text
+    parquet = signed_in.get(f"/api/v1/devices/{device.pk}/readings?format=parquet")
+    assert (
+        parquet.status_code == 200
+        and b"".join(parquet.streaming_content if parquet.streaming else [parquet.content])[:4] == b"PAR1"
+    )
     data = signed_in.get(reverse("dashboard:device_readings", args=[device.pk])).json()
     assert data["aggregates"]["ozone"] == {"min": 40.0, "max": 42.0, "mean": 41.0, "count": 3}
 

@@ -33,10 +33,26 @@ def identity(identity_on_test_broker):
 
 @pytest.fixture
 def api():
-    user = get_user_model().objects.create_user("operator", password="pw")
+    """A REST client signed in as an admin (staff): registering and revoking are admins' work."""
+    user = get_user_model().objects.create_user("admin-1", password="pw", is_staff=True)
     client = APIClient()
     client.force_authenticate(user)
     return client
+
+
+def test_operators_may_read_devices_but_not_register_or_revoke_them(identity):
+    device, _ = device_register("station-ro")
+    operator = APIClient()
+    operator.force_authenticate(get_user_model().objects.create_user("operator", password="pw"))
+    assert operator.get("/api/v1/devices/").status_code == 200
+    assert operator.post("/api/v1/devices/", {"name": "station-new"}, format="json").status_code == 403
+    disable = {"status": "disabled"}
+    assert operator.post(f"/api/v1/devices/{device.pk}/status/", disable, format="json").status_code == 403
+    certificate = device.certificates.get()
+    assert operator.post(f"/api/v1/certificates/{certificate.certificate_id}/revoke/").status_code == 403
+    assert device.certificates.get().status == "active"
+    assert not Device.objects.filter(name="station-new").exists()
+    assert Device.objects.get(pk=device.pk).status == Device.Status.ACTIVE
 
 
 # --- service and selectors ----------------------------------------------------------

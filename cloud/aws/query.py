@@ -15,6 +15,7 @@ DataScannedInBytes and elapsed_ms its EngineExecutionTimeInMillis.
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -71,6 +72,18 @@ def convert(text: str | None, athena_type: str) -> Any:
     return text
 
 
+# The selectors write DuckDB SQL; Athena (Trino) spells these functions differently.
+_DIALECT = [(re.compile(r"\bquantile_cont\s*\(", re.IGNORECASE), "approx_percentile(")]
+
+
+def athena_dialect(sql: str) -> str:
+    """Return sql with the DuckDB-only functions the selectors use rewritten for Athena (quantile_cont ->
+    approx_percentile, which Athena computes approximately)."""
+    for pattern, replacement in _DIALECT:
+        sql = pattern.sub(replacement, sql)
+    return sql
+
+
 class AthenaQuery(QueryEngine):
     """Runs read-only SQL on Athena in `workgroup`, results under the lake's athena-results/ prefix.
 
@@ -104,7 +117,7 @@ class AthenaQuery(QueryEngine):
             check_read_only(con, sql)
         self.ensure_tables(lake)
         literals = [sql_literal(value) for value in params or []]
-        execution = self.run_statement(lake, sql, literals, timeout_s or self.timeout_s)
+        execution = self.run_statement(lake, athena_dialect(sql), literals, timeout_s or self.timeout_s)
         columns, rows = self.fetch_rows(execution["QueryExecutionId"])
         statistics = execution.get("Statistics", {})
         return QueryResult(

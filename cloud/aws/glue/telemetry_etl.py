@@ -9,8 +9,10 @@ GlueEtlJob uploads this file to the lake (scripts/glue/telemetry_etl.py) and run
 
 Each line is one record. The row rules (what is rejected and why, typing, UTC timestamps, the date partition,
 which duplicate is kept) are the plain-Python functions at the top of this module: Spark applies exactly
-them to every line, and they are unit-tested against the local job without Spark. Only main() needs
-awsglue/pyspark, so the module imports anywhere.
+them to every line, and they are unit-tested against the local job without Spark. transform() is the whole
+Spark part (raw lines -> curated and reject DataFrames); main() wraps it in Glue (GlueContext, the bookmarked
+source, the writes, job.commit()). pyspark is imported inside functions and awsglue only in main(), so the
+module imports anywhere; tests/test_glue_spark.py runs transform() on a local Spark against the local job.
 
 Output: curated/telemetry/date=YYYY-MM-DD/ Parquet (snappy, TIMESTAMP_MICROS in UTC), one file per date per
 run; message ids already curated in those dates are dropped, so a rerun after a failed run adds no
@@ -24,8 +26,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pyspark is only needed where Spark runs
+    from pyspark.rdd import RDD
+    from pyspark.sql import DataFrame, SparkSession
 
 STRING_FIELDS = ("message_id", "device_id", "timestamp")
 FIXED_FIELDS = (*STRING_FIELDS, "received_at")
@@ -35,6 +42,8 @@ SUMMARY_PREFIX = "state/glue-etl/runs/"
 # The raw objects are read as one-column text: JSON text never holds an unescaped control character.
 LINE_SEPARATOR = "\x1f"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# A URI's scheme and the slashes after it: s3://b/k, s3a://b/k, file:///d/k and file:/d/k compare alike.
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/*")
 
 
 def is_number(value: Any) -> bool:
@@ -157,9 +166,9 @@ def curated_columns(numeric: list[str]) -> list[tuple[str, str]]:
 
 
 def lake_key(uri: str, lake: str) -> str:
-    """Return the lake key of an object URI Spark reports (s3:// or s3a://), given the lake root URI."""
-    root = lake.rstrip("/").split("://", 1)[-1] + "/"
-    path = uri.split("://", 1)[-1]
+    """Return the lake key of an object URI Spark reports (s3://, s3a:// or file:/), given the lake root URI."""
+    root = _SCHEME.sub("", lake.rstrip("/")) + "/"
+    path = _SCHEME.sub("", uri)
     return path[len(root) :] if path.startswith(root) else uri
 
 
@@ -170,39 +179,39 @@ def job_settings(args: dict[str, str]) -> tuple[str, list[str], dict[str, list[f
     return args["lake"].rstrip("/"), metrics, ranges
 
 
-def main() -> None:  # pragma: no cover - runs inside AWS Glue only (pyspark is not installed here)
-    """Run the job: read new raw objects (bookmarked), curate, dedupe, write Parquet, errors and the summary."""
-    import sys
-
-    import boto3
-    from awsglue.context import GlueContext
-    from awsglue.job import Job
-    from awsglue.utils import getResolvedOptions
-    from pyspark.context import SparkContext
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F  # noqa: N812 - PySpark's own idiom
-    from pyspark.sql import types as T  # noqa: N812
-    from pyspark.sql.utils import AnalysisException
-
-    args = getResolvedOptions(sys.argv, ["JOB_NAME", "JOB_RUN_ID", "lake", "metrics", "ranges"])
-    lake, known, ranges = job_settings(args)
-    glue = GlueContext(SparkContext.getOrCreate())
-    spark = glue.spark_session
-    # UTC everywhere; Parquet timestamps as the local job writes them; `date` partitions stay strings.
+def configure_session(spark: SparkSession) -> None:
+    """Set the session as the local job writes: UTC everywhere, TIMESTAMP_MICROS, `date` partitions as strings."""
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
     spark.conf.set("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
-    job = Job(glue)
-    job.init(args["JOB_NAME"], args)
 
-    # The bookmark works on this source: transformation_ctx names it in the job's bookmark state.
-    source = glue.create_dynamic_frame.from_options(
-        connection_type="s3",
-        connection_options={"paths": [f"{lake}/raw/"], "recurse": True, "groupFiles": "inPartition"},
-        format="csv",
-        format_options={"separator": LINE_SEPARATOR, "quoteChar": -1, "withHeader": False},
-        transformation_ctx="raw_telemetry",
-    ).toDF()
+
+@dataclass
+class Curated:
+    """The transformation's result: the curated columns, the good rows before and after dedupe, the rejects."""
+
+    numeric: list[str]
+    lines: RDD  # (lake key, line text) per raw line, cached
+    good: DataFrame  # every valid row, typed (curated_columns(numeric))
+    deduped: DataFrame  # one row per message_id: the earliest received_at
+    rejects: DataFrame  # one `value` column: the error line JSON ({"reason", "raw_key", "record"})
+
+
+def read_raw(spark: SparkSession, paths: list[str]) -> DataFrame:
+    """Return the raw objects under paths as one `value` text column (no partition columns): main() reads
+    through Glue instead, for its bookmark."""
+    return spark.read.option("recursiveFileLookup", "true").text(paths)
+
+
+def transform(spark: SparkSession, source: DataFrame, lake: str, known: list[str], ranges: dict) -> Curated:
+    """Curate the raw lines of source (string columns, joined back on LINE_SEPARATOR) with the row rules above.
+
+    lake is the root URI the raw objects' keys are relative to; known the numeric columns in their order.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F  # noqa: N812 - PySpark's own idiom
+    from pyspark.sql import types as T  # noqa: N812
+
     text = F.concat_ws(LINE_SEPARATOR, *[F.col(c) for c in source.columns]) if source.columns else F.lit("")
     lines = (
         source.select(F.input_file_name().alias("uri"), text.alias("text"))
@@ -221,35 +230,73 @@ def main() -> None:  # pragma: no cover - runs inside AWS Glue only (pyspark is 
     )
     first = Window.partitionBy("message_id").orderBy(F.col("received_at").asc_nulls_last())
     deduped = good.withColumn("_rn", F.row_number().over(first)).where("_rn = 1").drop("_rn")
+    rejects = classified.filter(lambda c: c[0] == "reject").map(lambda c: (json.dumps(c[1], default=str),))
+    return Curated(numeric, lines, good, deduped, spark.createDataFrame(rejects, "value string"))
+
+
+def drop_curated(spark: SparkSession, deduped: DataFrame, lake: str) -> DataFrame:
+    """Return deduped without the message ids already curated in its dates (a rerun adds no duplicates)."""
+    from pyspark.sql import functions as F  # noqa: N812
+    from pyspark.sql.utils import AnalysisException
+
     dates = [row[0] for row in deduped.select("date").distinct().collect()]
     try:
         existing = spark.read.parquet(f"{lake}/{CURATED_PREFIX}").where(F.col("date").isin(dates)).select("message_id")
-        fresh = deduped.join(existing, "message_id", "left_anti")
     except AnalysisException:  # no curated data yet
-        fresh = deduped
-    fresh = fresh.select(*names).cache()
+        return deduped
+    return deduped.join(existing, "message_id", "left_anti")
+
+
+def main() -> None:  # pragma: no cover - runs inside AWS Glue only (awsglue is not installed here)
+    """Run the job: read new raw objects (bookmarked), curate, dedupe, write Parquet, errors and the summary."""
+    import sys
+
+    import boto3
+    from awsglue.context import GlueContext
+    from awsglue.job import Job
+    from awsglue.utils import getResolvedOptions
+    from pyspark.context import SparkContext
+
+    args = getResolvedOptions(sys.argv, ["JOB_NAME", "JOB_RUN_ID", "lake", "metrics", "ranges"])
+    lake, known, ranges = job_settings(args)
+    glue = GlueContext(SparkContext.getOrCreate())
+    spark = glue.spark_session
+    configure_session(spark)
+    job = Job(glue)
+    job.init(args["JOB_NAME"], args)
+
+    # The bookmark works on this source: transformation_ctx names it in the job's bookmark state.
+    source = glue.create_dynamic_frame.from_options(
+        connection_type="s3",
+        connection_options={"paths": [f"{lake}/raw/"], "recurse": True, "groupFiles": "inPartition"},
+        format="csv",
+        format_options={"separator": LINE_SEPARATOR, "quoteChar": -1, "withHeader": False},
+        transformation_ctx="raw_telemetry",
+    ).toDF()
+    curated = transform(spark, source, lake, known, ranges)
+    names = [name for name, _ in curated_columns(curated.numeric)]
+    fresh = drop_curated(spark, curated.deduped, lake).select(*names).cache()
     written = fresh.count()
     # One file per date per run: the partition does not collect a file per raw object.
     fresh.repartition("date").sortWithinPartitions("device_id", "timestamp").write.mode("append").partitionBy(
         "date"
     ).option("compression", "snappy").parquet(f"{lake}/{CURATED_PREFIX}")
 
-    rejects = classified.filter(lambda c: c[0] == "reject").map(lambda c: (json.dumps(c[1], default=str),))
-    rejected = rejects.count()
+    rejected = curated.rejects.count()
     if rejected:
-        spark.createDataFrame(rejects, "value string").coalesce(1).write.mode("overwrite").text(
+        curated.rejects.coalesce(1).write.mode("overwrite").text(
             f"{lake}/{ERRORS_PREFIX}glue-run={args['JOB_RUN_ID']}/"
         )
-    read, good_rows = classified.count(), good.count()
+    good_rows = curated.good.count()
     written_dates = sorted(row[0] for row in fresh.select("date").distinct().collect())
     summary = {
-        "objects_processed": lines.map(lambda r: r[0]).distinct().count(),
-        "rows_read": read,
+        "objects_processed": curated.lines.map(lambda r: r[0]).distinct().count(),
+        "rows_read": good_rows + rejected,
         "rows_written": written,
         "duplicates_dropped": good_rows - written,
         "rows_rejected": rejected,
         "partitions_written": written_dates,
-        "numeric": numeric,
+        "numeric": curated.numeric,
     }
     bucket, _, prefix = lake.split("://", 1)[1].partition("/")
     key = f"{prefix + '/' if prefix else ''}{SUMMARY_PREFIX}{args['JOB_RUN_ID']}.json"

@@ -1,4 +1,5 @@
-/* Device page: live charts of every metric and their min/mean/max, refreshed every 2 s without a reload. */
+/* Device page: live charts of every metric and their min/mean/max, refreshed every 2 s without a reload; and the
+   per-bucket aggregates table below them. */
 (function () {
   "use strict";
   const root = document.getElementById("live");
@@ -162,6 +163,111 @@
       resized.clear();
     });
   });
+  document.addEventListener("visibilitychange", refresh);
+  refresh();
+  timer = setInterval(refresh, REFRESH_MS);
+})();
+
+/* Device page: min/mean/max/p95 per UTC minute/hour/day over the live section's window, refreshed every 10 s. */
+(function () {
+  "use strict";
+  const root = document.getElementById("bucket-aggregates");
+  if (!root) return;
+  const { getJSON, formatNumber, showError, timeElement } = window.IoTCast;
+  const table = document.getElementById("bucket-table");
+  const picker = document.getElementById("aggregates-metric");
+  const errorBox = document.getElementById("aggregates-error");
+  const status = document.getElementById("aggregates-status");
+  const STATS = ["min", "mean", "max", "p95"];
+  const MAX_ROWS = 500; // newest buckets shown; a week per minute would be 10,080 rows
+  const REFRESH_MS = 10000;
+  let bucket = "hour";
+  let last = null;
+  let timer = null;
+
+  function windowMinutes() {
+    const pressed = document.querySelector("#live button.window[aria-pressed='true']");
+    return pressed ? Number(pressed.dataset.minutes) : 60;
+  }
+
+  function cell(tag, content, className) {
+    const el = document.createElement(tag);
+    if (typeof content === "string") el.textContent = content;
+    else el.append(content);
+    if (className) el.className = className;
+    return el;
+  }
+
+  function fillPicker(data) {
+    const chosen = picker.value;
+    const options = [new Option("All metrics", "")].concat(data.order.map(function (metric) {
+      return new Option(data.metrics[metric].label, metric);
+    }));
+    picker.replaceChildren(...options);
+    picker.value = data.order.includes(chosen) ? chosen : "";
+  }
+
+  function render(data) {
+    const metrics = picker.value ? [picker.value] : data.order;
+    const single = metrics.length === 1;
+    const head = document.createElement("tr");
+    head.append(cell("th", "Bucket (" + data.bucket + ")"), cell("th", "Readings", "num"));
+    metrics.forEach(function (metric) {
+      const meta = data.metrics[metric];
+      const unit = meta.unit ? " (" + meta.unit + ")" : "";
+      if (!single) {
+        head.append(cell("th", meta.label + unit, "num"));
+        return;
+      }
+      STATS.forEach(function (stat) { head.append(cell("th", stat[0].toUpperCase() + stat.slice(1) + unit, "num")); });
+    });
+    table.tHead.replaceChildren(head);
+    const rows = data.buckets.slice(-MAX_ROWS).reverse().map(function (row) {
+      const tr = document.createElement("tr");
+      tr.append(cell("td", timeElement(row.bucket)), cell("td", String(row.count), "num"));
+      metrics.forEach(function (metric) {
+        const stats = row[metric] || {};
+        const values = STATS.map(function (stat) { return formatNumber(stats[stat]); });
+        if (single) values.forEach(function (text) { tr.append(cell("td", text, "num")); });
+        else tr.append(cell("td", values.join(" / "), "num"));
+      });
+      return tr;
+    });
+    table.tBodies[0].replaceChildren(...rows);
+    status.textContent = (data.buckets.length ? data.buckets.length + " buckets" : "no readings in this window") +
+      (data.buckets.length > MAX_ROWS ? " (newest " + MAX_ROWS + " shown)" : "") +
+      " · updated " + new Date().toLocaleTimeString();
+  }
+
+  async function refresh() {
+    if (document.hidden) return;
+    try {
+      const data = await getJSON(root.dataset.aggregatesUrl + "?bucket=" + bucket + "&minutes=" + windowMinutes());
+      showError(errorBox, "");
+      last = data;
+      fillPicker(data);
+      render(data);
+    } catch (error) {
+      showError(errorBox, error.message);
+      status.textContent = "";
+      if (error.status === 401) clearInterval(timer);
+    }
+  }
+
+  root.querySelectorAll("button.bucket").forEach(function (button) {
+    button.addEventListener("click", function () {
+      bucket = button.dataset.bucket;
+      root.querySelectorAll("button.bucket").forEach(function (other) {
+        other.setAttribute("aria-pressed", String(other === button));
+      });
+      refresh();
+    });
+  });
+  // The live section's window buttons set the window; their own handler has updated aria-pressed by now.
+  document.querySelectorAll("#live button.window").forEach(function (button) {
+    button.addEventListener("click", refresh);
+  });
+  picker.addEventListener("change", function () { if (last) render(last); });
   document.addEventListener("visibilitychange", refresh);
   refresh();
   timer = setInterval(refresh, REFRESH_MS);

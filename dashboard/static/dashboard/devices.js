@@ -61,12 +61,14 @@
   const lonRange = padded(lons, 1.5).map(function (v) { return Math.max(-180, Math.min(180, v)); });
   const layout = {
     margin: { l: 10, r: 10, t: 10, b: 10 }, showlegend: false,
-    geo: { projection: { type: "mercator" }, showland: false, showcoastlines: false,
-      showcountries: false, showframe: true, bgcolor: "#f8fafc",
+    geo: { projection: { type: "mercator" }, resolution: 50, showland: true, landcolor: "#eef1f4",
+      showocean: true, oceancolor: "#dbe9f6", showlakes: true, lakecolor: "#dbe9f6",
+      showcoastlines: true, coastlinecolor: "#9aa5b1", showcountries: true, countrycolor: "#c3ccd5",
+      showframe: true, bgcolor: "#f8fafc",
       lataxis: { range: latRange, showgrid: true, gridcolor: "#dde3ea", dtick: 1 },
       lonaxis: { range: lonRange, showgrid: true, gridcolor: "#dde3ea", dtick: 1 } },
   };
-  // topojsonURL points at the project: plotly never reaches for its CDN (there are no base-map shapes offline).
+  // topojsonURL points at the project, which ships Plotly's world base maps: no request leaves it.
   Plotly.newPlot(mapDiv, [trace], layout, { responsive: true, displaylogo: false, topojsonURL: mapDiv.dataset.topojsonUrl });
   mapDiv.on("plotly_click", function (event) {
     const url = event.points[0] && event.points[0].customdata;
