@@ -108,6 +108,7 @@
     past.empty.hidden = matured;
     past.note.hidden = !matured;
     past.table.hidden = !matured;
+    past.chart.hidden = !matured;  // an empty chart box would leave a tall blank card
     if (!matured) {
       if (window.Plotly) Plotly.purge(past.chart);
       return;
@@ -128,7 +129,7 @@
       drawPast(data);
     } catch (error) {
       showError(past.error, error.message);
-      past.empty.hidden = past.note.hidden = past.table.hidden = true;
+      past.empty.hidden = past.note.hidden = past.table.hidden = past.chart.hidden = true;
       if (window.Plotly) Plotly.purge(past.chart);
     }
   }
