@@ -25,6 +25,14 @@ from forecasts.serializers import (
 from forecasts.services.export import EXPORT_FORMATS, readings_export_bytes
 
 
+def _device_or_404(device_id: int) -> Device:
+    """Return the device with this id; raise NotFound (404) naming the id when there is none."""
+    try:
+        return device_get(device_id)
+    except Device.DoesNotExist as exc:
+        raise NotFound(f"No device with id {device_id}.") from exc
+
+
 class QueryUnavailable(APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "The telemetry query engine is unavailable."
@@ -66,10 +74,7 @@ class DeviceReadingsApi(APIView):
         operation_id="devices_readings_list",
     )
     def get(self, request: Request, device_id: int) -> Response:
-        try:
-            device = device_get(device_id)
-        except Device.DoesNotExist as exc:
-            raise NotFound(f"No device with id {device_id}.") from exc
+        device = _device_or_404(device_id)
         query = ReadingsQueryInputSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         fmt = request.accepted_renderer.format
@@ -105,10 +110,7 @@ class DeviceAggregatesApi(APIView):
         operation_id="devices_aggregates_list",
     )
     def get(self, request: Request, device_id: int) -> Response:
-        try:
-            device = device_get(device_id)
-        except Device.DoesNotExist as exc:
-            raise NotFound(f"No device with id {device_id}.") from exc
+        device = _device_or_404(device_id)
         query = AggregatesQueryInputSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = query.validated_data
