@@ -158,12 +158,15 @@ class Agent:
         self.producer_done = threading.Event()
         self.producer_error: BaseException | None = None
         self.deadline: float | None = None
+        # Set from a signal handler, so a plain flag: an Event would take a lock the interrupted code may hold.
+        self.stop_requested = False
+        self.stopping = False
 
     # --- the whole run ------------------------------------------------------------------
     def run(self) -> Stats:
         """Deliver the source's readings; return the counts. Raises AgentError when the agent cannot run.
 
-        KeyboardInterrupt (Ctrl-C, SIGTERM) stops the source, waits up to ACK_TIMEOUT_S for what is
+        request_stop() (Ctrl-C, SIGTERM) stops the source, waits up to ACK_TIMEOUT_S for what is
         queued, and returns; what is left stays queued for the next start.
         """
         if len(self.queue):
@@ -174,10 +177,8 @@ class Agent:
         try:
             self._deliver()
         except KeyboardInterrupt:
-            self.report("stopping")
-            self.stop.set()
-            self.deadline = time.monotonic() + ACK_TIMEOUT_S
-            self._deliver(reconnect=False)
+            self.request_stop()
+            self._deliver()
         finally:
             self.stop.set()
             self._disconnect()
@@ -200,16 +201,29 @@ class Agent:
             self.producer_done.set()
             self.wake.set()
 
-    def _deliver(self, reconnect: bool = True) -> None:
-        """Publish until the source is done and the queue empty, or the drain deadline passes."""
+    def request_stop(self) -> None:
+        """Ask the run to stop soon; safe to call from a signal handler (it only sets a flag)."""
+        self.stop_requested = True
+
+    def _begin_stop(self) -> None:
+        """Stop the source and give what is in flight ACK_TIMEOUT_S to be acknowledged."""
+        self.stopping = True
+        self.report("stopping")
+        self.stop.set()
+        self.deadline = time.monotonic() + ACK_TIMEOUT_S
+
+    def _deliver(self) -> None:
+        """Publish until the source is done and the queue empty, the drain deadline passes, or a stop."""
         while True:
+            if self.stop_requested and not self.stopping:
+                self._begin_stop()
             self._take_acks()
             if self.producer_done.is_set() and not len(self.queue):
                 return
             if self._past_deadline():
                 return
             if self.connection is None:
-                if not reconnect:
+                if self.stopping:
                     return
                 self._reconnect()
                 continue

@@ -198,11 +198,6 @@ def _interval(text: str) -> float:
     return value
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
-    # SIGTERM (e.g. from a process manager) stops as cleanly as Ctrl-C.
-    raise KeyboardInterrupt
-
-
 def _warn(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -237,13 +232,16 @@ def main(argv: list[str] | None = None) -> int:
         reconnect_max=max(args.reconnect_max, args.reconnect_min),
         count=args.count,
     )
-    signal.signal(signal.SIGTERM, _raise_interrupt)
 
     def report(line: str) -> None:
         if not args.quiet or not line.startswith("#"):
             print(line, flush=True)
 
     agent = Agent(kit, source, disk_queue, options, report, _warn)
+    # Ctrl-C and SIGTERM ask the agent to stop at its next turn: an exception raised at an arbitrary
+    # point could land inside a lock's bookkeeping and break it ("release unlocked lock").
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: agent.request_stop())
     try:
         stats = agent.run()
     except AgentError as exc:
