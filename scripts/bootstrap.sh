@@ -24,9 +24,12 @@ stamp=".venv/.installed-$(sha256sum requirements.txt | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "bootstrap: creating .venv with $("$python_bin" --version) and the pinned requirements (a few minutes the first time)"
   [ -x .venv/bin/python ] || "$python_bin" -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0 2>&1 | grep -v "is ignored" || true
-  .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "is ignored" || true
-  .venv/bin/python -c "import torch, gluonts, django, duckdb" # fail loudly if the install did not take
+  # pip's own exit status decides (pipefail); the filter only hides its "is ignored" chatter.
+  pip_install() { .venv/bin/pip install -q --disable-pip-version-check "$@" 2>&1 | { grep -v "is ignored" || true; }; }
+  pip_install torch==2.13.0
+  pip_install -r requirements.txt
+  # fail loudly if the install did not take, before the stamp says it did
+  .venv/bin/python -c "import torch, gluonts, django, rest_framework, celery, duckdb, pyarrow, boto3, moto, paho.mqtt, awsiot, pyspark, playwright"
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

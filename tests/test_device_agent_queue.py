@@ -126,11 +126,11 @@ def persistent_subscriber(broker: OwnBroker, work_dir: Path, topic: str) -> tupl
     client.connect("127.0.0.1", broker.port)
     client.loop_start()
     client.subscribe(topic, qos=1)
-    assert subscribed.wait(5)
+    assert subscribed.wait(15)
     return client, received
 
 
-def wait_until(condition, timeout: float = 10.0) -> bool:
+def wait_until(condition, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():

@@ -77,14 +77,22 @@
     const name = card.dataset.endpoint;
     const note = card.querySelector("[data-role=note]");
     bindWeights(card, name, note);
+    let timer = null;
     const refresh = async () => {
       const detail = await api(name);
+      if (detail.status === 401) return signedOut();
       if (detail.ok) showOperation(card, name, detail.body);
       const metrics = await api(`${name}/metrics?minutes=15&period=10`);
+      if (metrics.status === 401) return signedOut();
       if (metrics.ok) plot(card, metrics.body);
       else note.textContent = metrics.body.message || "metrics unavailable";
     };
+    // The session ended (signed out in another tab, or expired): stop polling instead of failing every 3 s.
+    const signedOut = () => {
+      clearInterval(timer);
+      note.textContent = "Your session has ended: reload the page to sign in again.";
+    };
     refresh();
-    setInterval(refresh, 3000);
+    timer = setInterval(refresh, 3000);
   });
 })();
