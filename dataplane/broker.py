@@ -2,17 +2,20 @@
 
 A device may only publish under dt/iotcast/<its certificate's CN>/; the ingest service's user may
 read every device's telemetry, typically through the shared subscription
-$share/ingest/dt/iotcast/+/telemetry.
+$share/ingest/dt/iotcast/+/telemetry. Sessions persist in broker/store/ across restarts, shared
+subscriptions included (see RESTORE_MARKER).
 """
 
 from __future__ import annotations
 
+import argparse
 import glob
 import json
 import logging
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import threading
 import time
@@ -38,6 +41,22 @@ INGEST_SHARED_SUBSCRIPTION = "$share/ingest/dt/iotcast/+/telemetry"
 # must let a great many unacknowledged messages wait for that one client instead of the default 20.
 MAX_INFLIGHT_MESSAGES = 0  # 0 = no limit (mosquitto.conf(5))
 MAX_QUEUED_MESSAGES = 1_000_000
+# Persistence keeps the ingest service's session (its subscription and the messages queued for it)
+# across a broker restart. A clean stop always saves; the interval bounds what a crash of the broker
+# itself can take with it (messages still queued in the broker, not yet handed to the ingest).
+STORE_DIR = "store"
+STORE_FILE = "mosquitto.db"
+AUTOSAVE_INTERVAL_S = 10
+# Mosquitto 2.0 (2.0.11 here) saves a persistent session's plain subscriptions but never its shared ($share/...)
+# ones (persist__subs_save walks only the plain subscribers), so after a restart the ingest's sessions
+# come back without $share/ingest/...: what devices publish before each worker re-subscribes has no
+# subscriber and is acked and dropped. While the broker runs, an offline member's share is queued in
+# its session (round robin ignores whether a member is connected), so only the restart loses data.
+# Hence each ingest worker also holds a plain "marker" subscription RESTORE_MARKER + its shared
+# filter, which Mosquitto does persist; before starting, start_broker adds the shared subscription
+# back to every session that holds such a marker, so the ingest's subscription exists from the first
+# instant and nothing a device publishes meanwhile is dropped. Nobody may publish to the markers.
+RESTORE_MARKER = "iotcast-restore/"
 
 
 class BrokerError(RuntimeError):
@@ -71,6 +90,7 @@ def acl_text(ingest_user: str = INGEST_USER, admin_user: str = ADMIN_USER) -> st
         "\n"
         f"user {ingest_user}\n"
         "topic read dt/iotcast/#\n"
+        f"topic read {RESTORE_MARKER}#\n"
         "\n"
         f"user {admin_user}\n"
         f"topic readwrite {DYNSEC_TOPIC}/#\n"
@@ -85,7 +105,10 @@ def config_text(broker_dir: Path, port: int, bind_host: str = "127.0.0.1", crl_p
         # Started as root, Mosquitto would drop to user mosquitto, who cannot read our private key.
         *(["user root"] if os.geteuid() == 0 else []),
         "per_listener_settings false",
-        "persistence false",
+        "persistence true",
+        f"persistence_location {broker_dir / STORE_DIR}/",
+        f"persistence_file {STORE_FILE}",
+        f"autosave_interval {AUTOSAVE_INTERVAL_S}",
         "allow_anonymous false",
         f"pid_file {broker_dir / PID_FILE}",  # BrokerControl sends SIGHUP here to re-read the CRL
         # Loaded only to drop a revoked device's live connection (see BrokerControl.kick).
@@ -122,7 +145,7 @@ def write_broker_config(
     The config points at the authority's CRL (authority.crl_path), which it keeps up to date.
     """
     broker_dir = Path(state_dir).resolve() / "broker"
-    broker_dir.mkdir(parents=True, exist_ok=True)
+    (broker_dir / STORE_DIR).mkdir(parents=True, exist_ok=True)  # Mosquitto does not create it
     hosts = [authority.broker_host, bind_host]
     cert_pem, key_pem = authority.issue_server_certificate([h for h in hosts if h not in {"0.0.0.0", "::"}])
     (broker_dir / "ca.pem").write_text(authority.ca_pem)
@@ -154,10 +177,14 @@ def start_broker(config_path: Path, port: int, host: str = "127.0.0.1", timeout:
     """
     if port_open(port, host):
         raise BrokerError(f"{host}:{port} is already in use; pick another broker port")
+    restore_shared_subscriptions(store_path(config_path))
     log_path = Path(config_path).with_name("mosquitto.log")
-    with open(log_path, "ab") as log:
+    with open(log_path, "ab") as output:
         process = subprocess.Popen(
-            [mosquitto_binary(), "-c", str(config_path)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            [mosquitto_binary(), "-c", str(config_path)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
     deadline = time.monotonic() + timeout
     while not port_open(port, host, timeout=0.2):
@@ -166,6 +193,80 @@ def start_broker(config_path: Path, port: int, host: str = "127.0.0.1", timeout:
             raise BrokerError(f"mosquitto did not start on {host}:{port}: {log_tail(log_path)}")
         time.sleep(0.05)
     return process
+
+
+def store_path(config_path: Path) -> Path:
+    """Return the persistence file of the broker configured by config_path (see write_broker_config)."""
+    return Path(config_path).with_name(STORE_DIR) / STORE_FILE
+
+
+def restore_marker(shared_filter: str) -> str:
+    """Return the plain topic filter that records shared_filter in a persistent session (see RESTORE_MARKER)."""
+    return RESTORE_MARKER + shared_filter
+
+
+# Mosquitto 2.0's persistence file (format version 6): a header, then chunks of (type, length, body)
+# in network byte order; a subscription chunk body is identifier, id length, topic length, qos,
+# options and two bytes of padding, then the client id and the topic filter.
+_DB_MAGIC = b"\x00\xb5\x00mosquitto db"
+_DB_HEADER = struct.Struct(">15sII")  # magic, crc (unused), version
+_DB_VERSION = 6
+_CHUNK = struct.Struct(">II")
+_CHUNK_SUB = 5
+_SUB = struct.Struct(">IHHBBxx")
+
+
+def _subscriptions(data: bytes) -> list[tuple[bytes, bytes, int]]:
+    """Return (client id, topic filter, qos) of every subscription chunk; raise ValueError for a bad file."""
+    magic, _, version = _DB_HEADER.unpack_from(data)
+    if magic != _DB_MAGIC or version != _DB_VERSION:
+        raise ValueError(f"not a version {_DB_VERSION} Mosquitto database")
+    found, offset = [], _DB_HEADER.size
+    while offset < len(data):
+        kind, length = _CHUNK.unpack_from(data, offset)
+        body = data[offset + _CHUNK.size : offset + _CHUNK.size + length]
+        if len(body) != length:
+            raise ValueError("truncated chunk")
+        if kind == _CHUNK_SUB:
+            _, id_len, topic_len, qos, _ = _SUB.unpack_from(body)
+            client_id = body[_SUB.size : _SUB.size + id_len]
+            found.append((client_id, body[_SUB.size + id_len : _SUB.size + id_len + topic_len], qos))
+        offset += _CHUNK.size + length
+    return found
+
+
+def _subscription_chunk(client_id: bytes, topic: bytes, qos: int) -> bytes:
+    body = _SUB.pack(0, len(client_id), len(topic), qos, 0) + client_id + topic
+    return _CHUNK.pack(_CHUNK_SUB, len(body)) + body
+
+
+def restore_shared_subscriptions(db_path: Path) -> int:
+    """Give every persisted session holding a restore marker its shared subscription back; return how many.
+
+    Call only while Mosquitto is stopped (it rewrites the file on exit). A missing file restores
+    nothing; an unreadable one is left alone with a warning (the workers re-subscribe on connect).
+    """
+    try:
+        data = Path(db_path).read_bytes()
+        subscriptions = _subscriptions(data)
+    except FileNotFoundError:
+        return 0
+    except (OSError, ValueError, struct.error) as exc:
+        log.warning("cannot restore shared subscriptions from %s: %s", db_path, exc)
+        return 0
+    marker = RESTORE_MARKER.encode() + b"$share/"
+    present = {(client_id, topic) for client_id, topic, _ in subscriptions}
+    # Skipping those present keeps this idempotent (and right should Mosquitto ever persist them).
+    missing = [
+        (client_id, topic[len(RESTORE_MARKER) :], qos)
+        for client_id, topic, qos in subscriptions
+        if topic.startswith(marker) and (client_id, topic[len(RESTORE_MARKER) :]) not in present
+    ]
+    if missing:
+        with open(db_path, "ab") as store:
+            store.write(b"".join(_subscription_chunk(*subscription) for subscription in missing))
+        log.info("restored %s shared subscription(s) of persistent sessions in %s", len(missing), db_path)
+    return len(missing)
 
 
 def stop_broker(process: subprocess.Popen, timeout: float = 5.0) -> None:
@@ -279,3 +380,22 @@ class BrokerControl:
             client.disconnect()
             client.loop_stop()
         return answered
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m dataplane.broker CONFIG`: restore shared subscriptions, then become `mosquitto -c CONFIG`.
+
+    For supervisors that run Mosquitto themselves (the demo): the process is Mosquitto afterwards
+    (same pid), so signals reach it directly.
+    """
+    parser = argparse.ArgumentParser(prog="python -m dataplane.broker", description=main.__doc__.splitlines()[0])
+    parser.add_argument("config", type=Path, help="mosquitto.conf written by write_broker_config")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    restore_shared_subscriptions(store_path(args.config))
+    binary = mosquitto_binary()
+    os.execv(binary, [binary, "-c", str(args.config)])
+
+
+if __name__ == "__main__":
+    main()

@@ -4,8 +4,19 @@ It subscribes (QoS 1, MQTT 5, mutual TLS) to $share/ingest/dt/iotcast/+/telemetr
 to each message, buffers the records, and acknowledges a message only once every record made
 from it is in an object the lake has stored. A message that was received but not yet durable
 when the service died is therefore redelivered: the session is persistent (fixed client id,
-clean_start false), so the broker resends its unacknowledged messages when the client returns.
-Several workers (each with its own client id) share the load through the shared subscription.
+clean_start false, a session expiry), so the broker resends its unacknowledged messages when the
+client returns, and queues what is published for it meanwhile. Several workers (each with its own
+client id: host + worker index) share the load through the shared subscription.
+
+The broker persists sessions, so they also outlive a broker restart; each worker additionally holds
+the plain restore marker of its shared subscription (dataplane.broker.RESTORE_MARKER), from which
+the broker gets the shared subscription back before it accepts devices (Mosquitto 2.0 does not
+persist shared subscriptions itself).
+
+Mosquitto hands shared-subscription messages round robin to every member, connected or not: a
+stopped worker's share waits in its session until that worker number runs again. So scale down only
+for a while; a worker number retired for good keeps collecting its share until its session expires
+(session_expiry_s), and Mosquitto then drops what was queued (a known limit, not handled here).
 """
 
 from __future__ import annotations
@@ -21,8 +32,10 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from cloud.interfaces import Lake
+from dataplane.broker import restore_marker
 from dataplane.ingest.delivery import DeliveryStream, FlushedObject
 from dataplane.ingest.rule import records_from_message
 from dataplane.ingest.where import compile_where
@@ -33,11 +46,20 @@ SHARED_SUBSCRIPTION = "$share/ingest/dt/iotcast/+/telemetry"
 # MQTT 5's Receive Maximum caps how many unacknowledged QoS 1 messages the broker sends us; acks
 # wait for the buffer to be durable, so the cap must hold a whole buffer's worth of messages.
 RECEIVE_MAXIMUM = 65535
+# Devices reconnect within a fraction of a second after a broker restart; the ingest follows quickly
+# so that the messages queued for its session meanwhile do not pile up (seconds).
+RECONNECT_MIN_S = 0.2
+RECONNECT_MAX_S = 2.0
 
 
-def default_client_id() -> str:
-    """Return a stable per-host client id, so that a restarted worker resumes its own session."""
-    return f"iotcast-ingest-{socket.gethostname()}"
+def default_client_id(worker: int = 0) -> str:
+    """Return the client id of worker number `worker` on this host.
+
+    Stable across restarts (no pid), so a restarted worker resumes its own session and receives what
+    was queued for it; distinct per worker, so two workers on one host never take over each other's
+    session.
+    """
+    return f"iotcast-ingest-{socket.gethostname()}-{worker}"
 
 
 @dataclass(frozen=True)
@@ -49,10 +71,12 @@ class IngestConfig:
     credentials_dir: Path  # cert.pem, key.pem, ca.pem
     client_id: str = field(default_factory=default_client_id)
     buffer_size_mb: float = 5
-    buffer_interval_s: float = 60
+    buffer_interval_s: float = 300
     subscription: str = SHARED_SUBSCRIPTION
     keepalive_s: int = 30
     session_expiry_s: int = 7 * 24 * 3600
+    reconnect_min_s: float = RECONNECT_MIN_S  # paho doubles the wait per failed attempt up to the max
+    reconnect_max_s: float = RECONNECT_MAX_S
     where: str = ""  # the rule's WHERE clause (dataplane.ingest.where); empty selects every reading
     prefix: str = "raw/"
     error_prefix: str = "errors/"
@@ -115,7 +139,7 @@ class IngestService:
         )
         cert, key, ca = self.config.credential_files()
         client.tls_set(ca_certs=str(ca), certfile=str(cert), keyfile=str(key))
-        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        client.reconnect_delay_set(min_delay=self.config.reconnect_min_s, max_delay=self.config.reconnect_max_s)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -163,13 +187,21 @@ class IngestService:
         if reason_code.is_failure:
             log.error("broker refused ingest connection: %s", reason_code)
             return
-        client.subscribe(self.config.subscription, qos=1)
+        client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in self._topics()])
         log.info("ingest connected (session present: %s)", flags.session_present)
 
+    def _topics(self) -> list[str]:
+        """Return the subscription, plus its restore marker when it is shared (see the module docstring)."""
+        subscription = self.config.subscription
+        return [subscription, restore_marker(subscription)] if subscription.startswith("$share/") else [subscription]
+
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
-        if any(code.is_failure for code in reason_codes):
-            log.error("broker refused subscription %s: %s", self.config.subscription, reason_codes)
+        if reason_codes[0].is_failure:
+            log.error("broker refused subscription %s: %s", self.config.subscription, reason_codes[0])
             return
+        if any(code.is_failure for code in reason_codes[1:]):
+            # Still works; only a broker restart may then drop what arrives before the re-subscribe.
+            log.warning("broker refused the restore marker of %s: %s", self.config.subscription, reason_codes)
         log.info("ingest subscribed to %s", self.config.subscription)
         self.connected.set()
 
