@@ -85,6 +85,49 @@ def detect_raw_columns(
     return {row[0]: row[1] for row in rows}
 
 
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        raise ValueError("a key given twice in one object")
+    return found
+
+
+def parse_json_object(text: str) -> dict:
+    """Return the JSON object on one NDJSON line; raise ValueError (naming why) unless DuckDB's reader takes it too.
+
+    Python's json accepts what DuckDB's refuses: NaN and Infinity, a key given twice, a lone surrogate.
+    """
+    parsed = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    if not isinstance(parsed, dict):
+        raise ValueError("not a JSON object")
+    try:
+        json.dumps(parsed, ensure_ascii=False).encode()
+    except UnicodeEncodeError as exc:
+        raise ValueError("a lone surrogate in a string") from exc
+    return parsed
+
+
+def parsable_json_lines(data: bytes) -> tuple[bytes, int]:
+    """Return (the lines of NDJSON data that are JSON objects, as UTF-8 NDJSON; how many non-blank lines were not).
+
+    Lines parse_json_object refuses count as unparsable.
+    """
+    good, dropped = [], 0
+    for line in data.splitlines():
+        text = line.decode("utf-8", "replace")
+        try:
+            parse_json_object(text)
+        except ValueError:
+            dropped += 1 if text.strip() else 0
+            continue
+        good.append(text)
+    return "".join(text + "\n" for text in good).encode(), dropped
+
+
 def numeric_fields(detected: dict[str, str]) -> list[str]:
     """Return the numeric fields (metrics and location) among detected ones, in a stable order."""
     names = {

@@ -35,6 +35,7 @@ from cloud.local.duckdb_telemetry import (
     detect_raw_columns,
     numeric_fields,
     order_numeric,
+    parse_json_object,
     quote_ident,
     quote_literal,
     raw_partition,
@@ -95,8 +96,7 @@ def _split_broken_lines(paths: list[Path], key_of: dict[str, str], folder: Path)
         for number, line in enumerate(path.read_bytes().splitlines(), start=1):
             text = line.decode("utf-8", "replace")
             try:
-                if not isinstance(json.loads(text), dict):
-                    raise ValueError("not a JSON object")
+                parse_json_object(text)  # stricter than json.loads: what DuckDB would refuse too
             except ValueError as exc:
                 if text.strip():
                     reason = f"unparsable JSON line: {exc}"

@@ -3,20 +3,29 @@
 Two tables per query: `telemetry` (the curated Parquet, through a pyarrow dataset) and
 `telemetry_live` (curated plus the raw objects the ETL has not processed yet, typed the same way
 and deduplicated by message_id), so that a reading is queryable as soon as it lands in raw/.
+
+Corrupt objects do not take the tables down: unparsable lines of a raw object are left out of the
+tail (as the ETL sends them to errors/), and a curated Parquet file DuckDB cannot read is left out of
+`telemetry`. Each is logged once per engine and listed by DuckDBQuery.skipped_objects.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
 from cloud.interfaces import BackendError, Lake, ObjectInfo, QueryEngine, QueryResult, QueryTimeout
@@ -32,15 +41,46 @@ from cloud.local.duckdb_telemetry import (
     load_raw,
     numeric_fields,
     order_numeric,
+    parsable_json_lines,
     quote_ident,
     quote_literal,
     reject_reason_sql,
     typed_select_sql,
 )
 
+logger = logging.getLogger(__name__)
+
+# Corrupt curated files one query may discover and skip (one rebuild each) before it gives up.
+MAX_SKIPPED_PER_QUERY = 16
+
 
 class QueryRejected(BackendError):
     """The SQL is not a single read-only SELECT statement."""
+
+
+class _CorruptCurated(Exception):
+    """DuckDB failed on the curated file key: the caller skips it and rebuilds the tables."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(key, reason)
+        self.key, self.reason = key, reason
+
+
+def _named_key(exc: Exception, keys: Iterable[str]) -> str | None:
+    """Return the key among keys that DuckDB's error message names (it quotes the failing file), if any."""
+    message = str(exc)
+    return next((key for key in keys if key in message), None)
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _may_be_file_error(exc: duckdb.Error) -> bool:
+    """Return whether exc may come from an unreadable file: never for errors in the SQL itself or its casts."""
+    return type(exc) is duckdb.Error or isinstance(
+        exc, duckdb.InvalidInputException | duckdb.IOException | duckdb.InternalException
+    )
 
 
 def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
@@ -62,6 +102,7 @@ class _Snapshot:
     fingerprint: tuple
     con: duckdb.DuckDBPyConnection
     bytes_scanned: int
+    curated: tuple[str, ...]
     # Arrow datasets registered on con are visible to con alone: queries then share it, in turn.
     exclusive: threading.Lock | None = None
 
@@ -92,6 +133,15 @@ class DuckDBQuery(QueryEngine):
         self.cached_lakes = cached_lakes
         self._snapshots: OrderedDict[str, _Snapshot] = OrderedDict()
         self._lock = threading.Lock()
+        # {lake url: {key: why it is skipped}}: corrupt objects found so far, each logged once.
+        self._skipped: dict[str, dict[str, str]] = {}
+        # (lake url, key) of raw objects DuckDB cannot read even cleaned: left out of the tail whole.
+        self._unreadable_raw: set[tuple[str, str]] = set()
+
+    def skipped_objects(self, lake: Lake) -> dict[str, str]:
+        """Return {key: reason} of the lake's objects (or their lines) the tables leave out as unreadable."""
+        with self._lock:
+            return dict(self._skipped.get(lake.url, {}))
 
     def execute(
         self, lake: Lake, sql: str, params: list[Any] | None = None, timeout_s: float | None = None
@@ -99,10 +149,74 @@ class DuckDBQuery(QueryEngine):
         """Run one SELECT with positional ? params; raise QueryRejected for anything else.
 
         Raises QueryTimeout when it runs past timeout_s, BackendError (with DuckDB's message) when
-        the query itself fails.
+        the query itself fails. A curated file the query finds corrupt is skipped and the query rerun.
         """
         started = time.perf_counter()
-        snapshot = self._snapshot(lake)
+        for _ in range(MAX_SKIPPED_PER_QUERY):
+            try:
+                return self._run(lake, self._snapshot(lake), sql, params, timeout_s, started)
+            except _CorruptCurated as exc:
+                self._skip(lake, exc.key, f"unreadable Parquet file left out of telemetry: {exc.reason}")
+                with self._lock:
+                    # Dropped, not closed: another thread may still be reading it; it closes when collected.
+                    self._snapshots.pop(lake.url, None)
+        raise BackendError(f"query failed: more than {MAX_SKIPPED_PER_QUERY} corrupt curated files in the lake")
+
+    def _skip(self, lake: Lake, key: str, reason: str) -> None:
+        """Record key as left out of the tables (wholly or in part) for reason; log each new reason once."""
+        with self._lock:
+            known = self._skipped.setdefault(lake.url, {})
+            fresh = known.get(key) != reason
+            known[key] = reason
+        if fresh:
+            logger.warning("lake %s: %s: %s", lake.url, key, reason)
+
+    def _forget_gone(self, lake: Lake, present: set[str]) -> None:
+        """Forget the skipped objects no longer in the tables' sources (curated by the ETL, or deleted)."""
+        with self._lock:
+            known = self._skipped.get(lake.url, {})
+            for key in set(known) - present:
+                del known[key]
+                self._unreadable_raw.discard((lake.url, key))
+
+    def _is_skipped(self, lake: Lake, key: str) -> bool:
+        with self._lock:
+            return key in self._skipped.get(lake.url, {})
+
+    def _corrupt_curated(self, lake: Lake, keys: Iterable[str], exc: duckdb.Error) -> _CorruptCurated | None:
+        """Return the curated file behind exc: the one its message names, else (for a possible file error) the
+        first file that cannot be read whole. None when exc is not about a curated file.
+        """
+        keys = list(keys)
+        key = _named_key(exc, keys)
+        if key is not None:
+            return _CorruptCurated(key, _first_line(exc))
+        if not _may_be_file_error(exc):
+            return None
+        # The message names no file (e.g. a garbled page header): read each file whole to find it.
+        filesystem, base = lake.arrow_filesystem()
+        with connect() as con:
+            for key in keys:
+                try:
+                    if isinstance(filesystem, pafs.LocalFileSystem):
+                        path = quote_literal(f"{base}/{key}")
+                        con.execute(f"CREATE OR REPLACE TEMP TABLE probe AS SELECT * FROM read_parquet({path})")
+                    else:
+                        pq.read_table(f"{base}/{key}", filesystem=filesystem)
+                except (duckdb.Error, pa.ArrowException, OSError) as probe:
+                    return _CorruptCurated(key, _first_line(probe))
+        return None
+
+    def _run(
+        self,
+        lake: Lake,
+        snapshot: _Snapshot,
+        sql: str,
+        params: list[Any] | None,
+        timeout_s: float | None,
+        started: float,
+    ) -> QueryResult:
+        """Run sql on snapshot; raise _CorruptCurated when it fails on one of the snapshot's curated files."""
         with snapshot.cursor() as cursor:
             check_read_only(cursor, sql)
             # The time limit interrupts this cursor's query from a timer thread (DuckDB has no statement timeout).
@@ -115,6 +229,9 @@ class DuckDBQuery(QueryEngine):
             except duckdb.InterruptException as exc:
                 raise QueryTimeout(f"query stopped after its time limit of {timeout_s:g} s") from exc
             except duckdb.Error as exc:
+                corrupt = self._corrupt_curated(lake, snapshot.curated, exc)
+                if corrupt is not None:
+                    raise corrupt from exc
                 raise BackendError(f"query failed: {exc}") from exc
             finally:
                 if timer:
@@ -145,29 +262,43 @@ class DuckDBQuery(QueryEngine):
         return snapshot
 
     def _build(self, lake: Lake, fingerprint: tuple, raw: list[ObjectInfo]) -> _Snapshot:
+        """Return a new snapshot of the lake; raise _CorruptCurated naming a curated file DuckDB cannot read."""
         con = connect()
         con.execute("SET GLOBAL TimeZone = 'UTC'")
         con.execute("SET parquet_metadata_cache = true")
+        bookmark = Bookmark.load(lake)
+        listed = curated_keys(lake, hidden=bookmark.hidden_keys())
+        tail = {info.key for info in raw if info.key not in bookmark.processed}
+        self._forget_gone(lake, tail | {key for key, _ in listed})
+        curated = [(key, size) for key, size in listed if not self._is_skipped(lake, key)]
         try:
-            scanned, shared = self._register_tables(con, lake, raw)
+            scanned, shared = self._register_tables(con, lake, raw, bookmark, curated)
         except duckdb.Error as exc:
             con.close()
-            # A corrupt object in the lake: DuckDB's message names the file.
+            corrupt = self._corrupt_curated(lake, [key for key, _ in curated], exc)
+            if corrupt is not None:
+                raise corrupt from exc
             raise BackendError(f"cannot open the lake's tables: {exc}") from exc
         # The user's SQL may only read the registered tables, never files or URLs.
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
-        return _Snapshot(fingerprint, con, scanned, None if shared else threading.Lock())
+        keys = tuple(key for key, _ in curated)
+        return _Snapshot(fingerprint, con, scanned, keys, None if shared else threading.Lock())
 
-    def _register_tables(self, con: duckdb.DuckDBPyConnection, lake: Lake, raw: list[ObjectInfo]) -> tuple[int, bool]:
-        """Create `telemetry` and `telemetry_live` on con.
+    def _register_tables(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        lake: Lake,
+        raw: list[ObjectInfo],
+        bookmark: Bookmark,
+        curated: list[tuple[str, int]],
+    ) -> tuple[int, bool]:
+        """Create `telemetry` (over the curated files given) and `telemetry_live` on con.
 
         Returns (bytes of the files behind them, whether other cursors of con may read them).
         """
-        bookmark = Bookmark.load(lake)
         tail = [info for info in raw if info.key not in bookmark.processed]
         numeric, tail_dates = self._load_tail(con, lake, [info.key for info in tail], bookmark)
-        curated = curated_keys(lake, hidden=bookmark.hidden_keys())
         shared = self._register_curated(con, lake, numeric, [key for key, _ in curated])
         # Only the curated partitions of the tail's dates can hold its messages already. Dropping
         # them once here keeps every live query a plain union, with no join against curated ids.
@@ -187,6 +318,7 @@ class DuckDBQuery(QueryEngine):
         if keys and isinstance(filesystem, pafs.LocalFileSystem):
             # Files on local disk: DuckDB's own Parquet reader prunes row groups ~10x faster than a
             # pyarrow dataset scan. It may read the curated folder only, even after lock-down.
+            # union_by_name reads every file's footer now: a corrupt file fails here, not in a query.
             files = "[" + ", ".join(quote_literal(f"{base}/{key}") for key in keys) + "]"
             con.execute(
                 f"CREATE VIEW telemetry AS SELECT * FROM read_parquet({files}, hive_partitioning=true, "
@@ -206,12 +338,12 @@ class DuckDBQuery(QueryEngine):
     ) -> tuple[list[str], list[str]]:
         """Load the raw tail, typed, validated as the ETL does and deduplicated, into table raw_tail.
 
-        Returns (numeric columns, dates of the tail's rows).
+        Objects with unparsable lines are read without them (see _readable_tail). Returns (numeric
+        columns, dates of the tail's rows).
         """
-        with lake.local_paths(keys) as paths:
-            detected = detect_raw_columns(con, paths)
-            numeric = order_numeric({*bookmark.numeric, *numeric_fields(detected)})
-            types = load_raw(con, "raw_src", paths, detected, temporary=False) if paths else self._empty_source(con)
+        with lake.local_paths(keys) as paths, tempfile.TemporaryDirectory(prefix="iotcast-tail-") as tmp:
+            tail = list(zip(keys, paths, strict=True))
+            numeric, types = self._load_readable_tail(con, lake, tail, Path(tmp), bookmark)
             reason = reject_reason_sql(types, numeric, bookmark.ranges)
             typed = typed_select_sql(f"raw_src WHERE ({reason}) IS NULL", types, numeric)
             con.execute(
@@ -221,6 +353,73 @@ class DuckDBQuery(QueryEngine):
             con.execute("DROP TABLE raw_src")
         dates = [row[0] for row in con.execute("SELECT DISTINCT date FROM raw_tail").fetchall()]
         return numeric, dates
+
+    def _read_tail(
+        self, con: duckdb.DuckDBPyConnection, paths: list[Path], bookmark: Bookmark
+    ) -> tuple[list[str], dict[str, str]]:
+        """Load the raw files into table raw_src; return (numeric columns, the fields' read types)."""
+        detected = detect_raw_columns(con, paths)
+        numeric = order_numeric({*bookmark.numeric, *numeric_fields(detected)})
+        types = load_raw(con, "raw_src", paths, detected, temporary=False) if paths else self._empty_source(con)
+        return numeric, types
+
+    def _load_readable_tail(
+        self, con: duckdb.DuckDBPyConnection, lake: Lake, tail: list[tuple[str, Path]], folder: Path, bookmark: Bookmark
+    ) -> tuple[list[str], dict[str, str]]:
+        """Load the tail's (key, path) objects into raw_src, leaving out what DuckDB cannot read; see _read_tail.
+
+        One read of everything when nothing new is broken. On a failure (DuckDB fails the whole read
+        for one bad line), every object's lines are checked; failing again, objects DuckDB cannot
+        read even alone (lines Python's json accepts and DuckDB does not) are left out whole.
+        """
+        readable = self._readable_tail(lake, tail, folder, known_only=True)
+        try:
+            return self._read_tail(con, [path for _, path in readable], bookmark)
+        except duckdb.InvalidInputException:
+            readable = self._readable_tail(lake, tail, folder, known_only=False)
+        try:
+            return self._read_tail(con, [path for _, path in readable], bookmark)
+        except duckdb.InvalidInputException:
+            readable = [(key, path) for key, path in readable if self._reads_alone(con, lake, key, path)]
+        return self._read_tail(con, [path for _, path in readable], bookmark)
+
+    def _readable_tail(
+        self, lake: Lake, tail: list[tuple[str, Path]], folder: Path, known_only: bool
+    ) -> list[tuple[str, Path]]:
+        """Return the (key, path) to read the tail from: broken objects replaced by copies of their parsable lines.
+
+        known_only: clean only the objects already found broken (cheap); else check every object, and
+        record (and log once) those with unparsable lines. Objects with no readable line are left out.
+        """
+        readable = []
+        for index, (key, path) in enumerate(tail):
+            if known_only and not self._is_skipped(lake, key):
+                readable.append((key, path))
+                continue
+            if (lake.url, key) in self._unreadable_raw:
+                continue
+            clean, dropped = parsable_json_lines(path.read_bytes())
+            if not dropped:
+                readable.append((key, path))
+                continue
+            self._skip(lake, key, f"{dropped} unparsable line(s) left out of the live tail until the ETL runs")
+            if clean:
+                copy = folder / f"{index}.json"
+                copy.write_bytes(clean)
+                readable.append((key, copy))
+        return readable
+
+    def _reads_alone(self, con: duckdb.DuckDBPyConnection, lake: Lake, key: str, path: Path) -> bool:
+        """Return whether DuckDB reads the raw object at path on its own; record and log it when not."""
+        try:
+            load_raw(con, "raw_probe", [path], detect_raw_columns(con, [path]))
+        except duckdb.InvalidInputException as exc:
+            with self._lock:
+                self._unreadable_raw.add((lake.url, key))
+            self._skip(lake, key, f"left out of the live tail, DuckDB cannot read it: {_first_line(exc)}")
+            return False
+        con.execute("DROP TABLE raw_probe")
+        return True
 
     @staticmethod
     def _empty_source(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
