@@ -6,6 +6,7 @@ Charts are small server-drawn SVGs, so the pages need no script and no CDN.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib import messages
@@ -40,11 +41,25 @@ def training_home(request: HttpRequest) -> HttpResponse:
     return render(request, "training/home.html", context)
 
 
+def _form_time(post: Any, field: str) -> datetime | None:
+    """Return the form's datetime-local value as UTC (the form says so), None when empty; raise DatasetError."""
+    raw = post.get(field, "").strip()
+    if not raw:
+        return None
+    try:
+        stamp = datetime.fromisoformat(raw)
+    except ValueError:
+        raise DatasetError(f"{field} {raw!r} is not a date and time like 2026-11-01T12:00") from None
+    # The browser sends wall-clock time without a zone; the label says UTC, so that is what it means.
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
 def _form_spec(post: Any) -> DatasetSpec:
+    """Return the dataset spec of the build form; raise DatasetError or ValueError for malformed fields."""
     devices = [d.strip() for d in post.get("devices", "").split(",") if d.strip()] or None
     return DatasetSpec(
         name=post.get("name", "").strip(), metric=post.get("metric", "").strip(), devices=devices,
-        freq=post.get("freq", "h").strip() or "h",
+        freq=post.get("freq", "h").strip() or "h", start=_form_time(post, "start"), end=_form_time(post, "end"),
         test_days=float(post["test_days"]) if post.get("test_days") else None,
         context_length=int(post.get("context_length") or 24),
         prediction_length=int(post.get("prediction_length") or 12),

@@ -42,6 +42,33 @@ def test_hyperparameters_parse_sagemaker_strings_with_defaults():
         ({"time_freq": "fortnight"}, "time_freq must be like"),
         ({"test_quantiles": "[0.5, 1.5]"}, "test_quantiles must be a non-empty list of numbers in (0, 1)"),
         ({"cardinality": "[0]"}, "cardinality must be auto, ignore"),
+        ({"num_cells": "201"}, "num_cells must be between 1 and 200"),
+        ({"num_layers": "9"}, "num_layers must be between 1 and 8"),
+        ({"epochs": "0"}, "epochs must be between 1 and 1000, got '0'"),
+        ({"epochs": "1001"}, "epochs must be between 1 and 1000, got '1001'"),
+        ({"epochs": "2.5"}, "epochs must be an integer, got '2.5'"),
+        ({"context_length": "0"}, "context_length must be >= 1, got '0'"),
+        ({"context_length": "a day"}, "context_length must be an integer"),
+        ({"prediction_length": "0"}, "prediction_length must be between 1 and 400"),
+        ({"embedding_dimension": "0"}, "embedding_dimension must be between 1 and 1000, got '0'"),
+        ({"embedding_dimension": "1001"}, "embedding_dimension must be between 1 and 1000, got '1001'"),
+        ({"num_eval_samples": "0"}, "num_eval_samples must be between 1 and 10000, got '0'"),
+        ({"num_eval_samples": "lots"}, "num_eval_samples must be an integer"),
+        ({"early_stopping_patience": "0"}, "early_stopping_patience must be between 1 and 1000, got '0'"),
+        ({"early_stopping_patience": "-3"}, "early_stopping_patience must be between 1 and 1000, got '-3'"),
+        ({"mini_batch_size": "0"}, "mini_batch_size must be between 1 and 1000000, got '0'"),
+        ({"mini_batch_size": "1000001"}, "mini_batch_size must be between 1 and 1000000"),
+        ({"learning_rate": "1e-7"}, "learning_rate must be between 1e-06 and 1.0"),
+        ({"learning_rate": "fast"}, "learning_rate must be a number"),
+        ({"dropout_rate": "-0.1"}, "dropout_rate must be between 0.0 and 1.0"),
+        ({"likelihood": "Gaussian"}, "likelihood must be one of gaussian, beta, negative-binomial"),
+        ({"time_freq": "0H"}, "time_freq must be like"),
+        ({"cardinality": "[2, 3]"}, "cardinality must be auto, ignore or a list of one positive integer"),
+        ({"cardinality": "many"}, "cardinality must be a JSON list"),
+        ({"num_dynamic_feat": "1001"}, "num_dynamic_feat must be auto, ignore or an integer from 0 to 1000"),
+        ({"test_quantiles": "[]"}, "test_quantiles must be a non-empty list"),
+        ({"test_quantiles": "0.5"}, "test_quantiles must be a JSON list"),
+        ({"test_quantiles": '["low"]'}, "test_quantiles must be numbers"),
         ({"num_hidden": "3"}, "unknown DeepAR hyperparameter(s): num_hidden"),
         ({"epochs": ""}, "missing required DeepAR hyperparameter(s): epochs"),
     ],
@@ -52,6 +79,22 @@ def test_hyperparameters_reject_bad_values_naming_them(override, message):
     assert message in str(caught.value)
 
 
+def test_early_stopping_patience_maps_to_lightning_early_stopping_on_the_training_loss(tmp_path):
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    from cloud.interfaces import no_progress
+    from cloud.local.training import GluonTSDeepAR
+
+    trainer = GluonTSDeepAR(str(tmp_path))
+    patient = trainer._callbacks(parse_hyperparameters({**REQUIRED, "early_stopping_patience": "4"}), no_progress, [])
+    stopping = [callback for callback in patient if isinstance(callback, EarlyStopping)]
+    assert len(stopping) == 1 and len(patient) == 2
+    assert (stopping[0].monitor, stopping[0].patience, stopping[0].mode) == ("train_loss", 4, "min")
+    # Unset (SageMaker's default), training runs all its epochs.
+    plain = trainer._callbacks(parse_hyperparameters(REQUIRED), no_progress, [])
+    assert not any(isinstance(callback, EarlyStopping) for callback in plain) and len(plain) == 1
+
+
 def test_cli_assignments_parse_and_reject_malformed():
     assert parse_assignments(["epochs=5", " num_cells = 8 "]) == {"epochs": "5", "num_cells": "8"}
     with pytest.raises(HyperparameterError, match="name=value"):
@@ -59,12 +102,13 @@ def test_cli_assignments_parse_and_reject_malformed():
 
 
 def test_channels_keep_gaps_as_nan_and_cut_train_by_prediction_length():
-    channels = build_channels(synthetic_frame(devices=3, hours=110), "h", 24, 12)
+    channels = build_channels(synthetic_frame(devices=3, hours=120), "h", 24, 12)
     train = [json.loads(line) for line in channels.train]
     test = [json.loads(line) for line in channels.test]
-    assert channels.devices == ["sensor-0", "sensor-1", "sensor-2"] and channels.observations == 3 * 107
+    assert channels.devices == ["sensor-0", "sensor-1", "sensor-2"] and channels.observations == 3 * 117
+    assert channels.train_observations == 3 * (117 - 12)
     assert [t["cat"] for t in test] == [[0], [1], [2]] and test[0]["start"] == "2026-11-01 00:00:00"
-    assert len(test[0]["target"]) == 110 and test[0]["target"][50:53] == ["NaN", "NaN", "NaN"]
+    assert len(test[0]["target"]) == 120 and test[0]["target"][50:53] == ["NaN", "NaN", "NaN"]
     assert 0 not in test[0]["target"]
     assert train[0]["target"] == test[0]["target"][:-12] and train[0]["start"] == test[0]["start"]
     assert channels.data("train").decode().count("\n") == 3
@@ -75,6 +119,10 @@ def test_channels_need_300_observations_and_long_enough_series():
         build_channels(synthetic_frame(devices=2, hours=140, gap=False), "h", 24, 12)
     with pytest.raises(ChannelError, match="context_length \\+ prediction_length"):
         build_channels(synthetic_frame(devices=3, hours=30), "h", 24, 12)
+    # 2 x 160 = 320 observations in all, but the train channel holds 2 x 148 = 296: DeepAR trains on those only.
+    with pytest.raises(ChannelError, match="observations in total in the train channel; it holds 296"):
+        build_channels(synthetic_frame(devices=2, hours=160, gap=False), "h", 24, 12)
+    assert build_channels(synthetic_frame(devices=2, hours=162, gap=False), "h", 24, 12).train_observations == 300
     frame = synthetic_frame(devices=4, hours=120, gap=False)
     frame = frame[(frame.device_id != "sensor-3") | (frame.ts < frame.ts.min() + timedelta(hours=10))]
     channels = build_channels(frame, "h", 24, 12)

@@ -26,23 +26,23 @@ def lines(data: bytes) -> list[dict]:
 
 
 def test_build_dataset_writes_deepar_json_lines_with_nan_gaps_and_a_time_split(lake, capsys):
-    put_series(lake)
+    put_series(lake, hours=130)  # the train channel must hold 300 observations after the day held out
     call_command("build_dataset", "ozone-h", "--metric", "ozone", "--devices", "sensor-0,sensor-1,sensor-2",
                  "--freq", "H", "--test-days", "1")  # fmt: skip
     out = capsys.readouterr().out
-    assert "dataset ozone-h: 3 series, 351 observations" in out and "datasets/ozone-h/train/data.json" in out
+    assert "dataset ozone-h: 3 series, 381 observations" in out and "datasets/ozone-h/train/data.json" in out
     from forecasts.models import Dataset
 
     dataset = Dataset.objects.get(name="ozone-h")
     assert dataset.devices == ["sensor-0", "sensor-1", "sensor-2"] and dataset.test_points == 24
     train, test = lines(lake.get_bytes(dataset.train_key)), lines(lake.get_bytes(dataset.test_key))
-    expected = synthetic_frame(devices=3, hours=120)
+    expected = synthetic_frame(devices=3, hours=130)
     for record in test:
         assert set(record) == {"start", "target", "cat"} and record["start"] == "2026-11-01 00:00:00"
         device = dataset.devices[record["cat"][0]]
         values = expected[expected.device_id == device].value.tolist()
         target = record["target"]
-        assert len(target) == 120 and target[50:53] == ["NaN", "NaN", "NaN"] and 0 not in target
+        assert len(target) == 130 and target[50:53] == ["NaN", "NaN", "NaN"] and 0 not in target
         observed = [v for v in target if v != "NaN"]
         assert observed == pytest.approx(values)  # hourly means of one reading each: the readings themselves
     by_cat = {record["cat"][0]: record for record in test}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import json
 import math
+import tarfile
 import time
 
 import numpy as np
@@ -145,11 +148,94 @@ def test_every_bad_hyperparameter_gets_its_own_message(tiny_dataset):
         assert parse_hyperparameters({**hp, "likelihood": likelihood}).likelihood == likelihood
 
 
-def test_deterministic_l1_trains_and_evaluates(tiny_dataset):
-    job = training_job_submit("tiny", {**TINY, "epochs": "1", "likelihood": "deterministic-L1"}, queue=False)
+def test_deterministic_l1_trains_and_its_artifact_alone_tells_where_it_came_from(tiny_dataset, lake):
+    from django.contrib.auth.models import User
+
+    ada = User.objects.create_user("ada")
+    hp = {**TINY, "epochs": "1", "likelihood": "deterministic-L1"}
+    job = training_job_submit("tiny", hp, queue=False, created_by=ada)
     run = run_execute(job.run.pk, step_work("train"))
     assert run.status == PipelineRun.Status.SUCCEEDED, run.error
-    assert math.isfinite(TrainedModel.objects.get().metrics["test:mean_wQuantileLoss"])
+    model = TrainedModel.objects.get()
+    assert math.isfinite(model.metrics["test:mean_wQuantileLoss"])
+    with tarfile.open(fileobj=io.BytesIO(lake.get_bytes(model.artifact_key)), mode="r:gz") as tar:
+        lineage = json.load(tar.extractfile("lineage.json"))
+        stored = json.load(tar.extractfile("hyperparameters.json"))
+    # What the registry row knows, the artifact knows too, without the database.
+    assert lineage["training_job"] == job.name and lineage["dataset"] == "tiny" == model.dataset.name
+    assert (lineage["metric"], lineage["devices"], lineage["freq"]) == (model.metric, model.devices, model.freq)
+    assert lineage["devices"] == ["sensor-0", "sensor-1", "sensor-2"] and lineage["code_version"] == code_version()
+    assert (lineage["train"], lineage["test"]) == (tiny_dataset.train_key, tiny_dataset.test_key)
+    assert lineage["lake"] == lake.url and lineage["created_by"] == "ada" and lineage["start"] is None
+    assert (lineage["context_length"], lineage["prediction_length"]) == (24, 12)
+    assert stored["likelihood"] == "deterministic-L1" == model.hyperparameters["likelihood"]
+
+
+def test_too_many_backtest_windows_are_refused_before_any_job(tiny_dataset, client, capsys):
+    from django.contrib.auth.models import User
+    from django.core.management import CommandError, call_command
+
+    # 120 points per series leave history before at most 9 windows of 12.
+    with pytest.raises(ValueError, match="too short for 10 backtest windows of 12 \\(at most 9\\)"):
+        training_job_submit("tiny", TINY, backtest_windows=10, queue=False)
+    with pytest.raises(CommandError, match="too short for 10 backtest windows"):
+        call_command("train", "--dataset", "tiny", "--backtest", "10")
+    with pytest.raises(CommandError, match="backtest_windows must be between 0 and 20"):
+        call_command("train", "--metric", "ozone", "--backtest", "-1")
+    client.force_login(User.objects.create_user("ada", is_staff=True))
+    body = {"dataset": "tiny", "hyperparameters": TINY, "backtest_windows": 10}
+    answer = client.post("/api/v1/training/jobs/", body, "application/json")
+    assert answer.status_code == 400 and "at most 9" in answer.json()["detail"]
+    assert not TrainingJob.objects.exists() and not PipelineRun.objects.exists()
+    assert training_job_submit("tiny", TINY, backtest_windows=9, queue=False).name.startswith("deepar-tiny-")
+
+
+@pytest.mark.parametrize("last_step", ["stored models/", "scoring the seasonal-naive baseline"])
+def test_a_cancel_noticed_after_the_artifact_was_written_leaves_nothing_behind(tiny_dataset, lake, last_step):
+    job = training_job_submit("tiny", {**TINY, "epochs": "1"}, queue=False)
+    seen = []
+
+    def operator_cancels_at_the_last_moment(percent: float, message: str) -> None:
+        seen.append(message)
+        if message.startswith(last_step):
+            assert lake.exists(f"models/{job.name}/output/model.tar.gz")  # the half artifact exists right now
+            training_job_cancel(job.name)
+
+    with pytest.raises(TrainingCancelled):
+        run_execute(job.run.pk, step_work("train"), echo=operator_cancels_at_the_last_moment)
+    job.refresh_from_db()
+    assert any(message.startswith(last_step) for message in seen)
+    assert job.status == TrainingJob.Status.CANCELLED and not TrainedModel.objects.exists()
+    assert lake.list_objects(f"models/{job.name}/") == []
+
+
+def test_early_stopping_patience_stops_a_real_training_early(tiny_dataset):
+    # At the smallest learning rate the loss only wanders; with a patience of 1 the first epoch without a new best
+    # ends the training long before its 30 epochs.
+    hp = {**TINY, "epochs": "30", "learning_rate": "1e-6", "early_stopping_patience": "1"}
+    job = training_job_submit("tiny", hp, queue=False)
+    run = run_execute(job.run.pk, step_work("train"))
+    assert run.status == PipelineRun.Status.SUCCEEDED, run.error
+    job.refresh_from_db()
+    assert job.hyperparameters["early_stopping_patience"] == "1" and job.epochs == 30
+    assert 2 <= job.epoch < 30 and len(job.losses) == job.epoch
+    # Stopped right after the first epoch whose loss was no new minimum.
+    assert job.losses[-1] >= min(job.losses[:-1]) and job.losses[:-1] == sorted(job.losses[:-1], reverse=True)
+
+
+def test_train_wait_follows_the_job_on_the_worker_to_its_metrics(lake, celery_worker, capsys):
+    from django.core.management import call_command
+
+    put_series(lake, devices=3, hours=120)
+    dataset_build(DatasetSpec(name="tiny", metric="ozone"))
+    call_command("train", "--dataset", "tiny", "--wait", "--timeout", "240",
+                 *[f"--hp={k}={v}" for k, v in {**TINY, "epochs": "1"}.items()])  # fmt: skip
+    out = capsys.readouterr().out
+    job = TrainingJob.objects.get()
+    assert job.status == TrainingJob.Status.SUCCEEDED and job.run.status == PipelineRun.Status.SUCCEEDED
+    assert out.index(f"training job {job.name} on dataset tiny") < out.index("%  [")  # the name first, progress next
+    assert f"train run #{job.run.pk} succeeded" in out and f"model: {job.name}" in out
+    assert "test:mean_wQuantileLoss" in out and "baseline_metrics" in out
 
 
 def test_aliases_point_at_versions_and_resolve(db):

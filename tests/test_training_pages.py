@@ -116,3 +116,43 @@ def test_the_home_page_builds_a_dataset_and_reports_rule_errors(admin_client, la
     page = admin_client.post(reverse("training:job_start"), {"dataset": "web-ds", "hyperparameters": "num_cells=0"},
                              follow=True).content.decode()  # fmt: skip
     assert "num_cells must be between 1 and 200" in page and not TrainingJob.objects.exists()
+
+
+def test_the_dataset_form_takes_a_utc_time_range_and_checks_it(admin_client, lake):
+    from datetime import UTC, datetime
+
+    from forecasts.models import Dataset
+    from forecasts.services.datasets import dataset_channel
+    from tests.test_training_datasets import lines
+
+    put_series(lake, devices=3, hours=200)  # hourly from 2026-11-01 00:00 UTC to 2026-11-09 07:00
+    home = admin_client.get(reverse("training:home")).content.decode()
+    assert 'type="datetime-local" name="start"' in home and "Start (UTC" in home and "End (UTC" in home
+    form = {"name": "ranged", "metric": "ozone", "freq": "h", "context_length": "24", "prediction_length": "12",
+            "use_cat": "on", "start": "2026-11-02T00:00", "end": "2026-11-08T07:00"}  # fmt: skip
+    page = admin_client.post(reverse("training:dataset_create"), form, follow=True).content.decode()
+    assert "Dataset ranged: 3 series" in page
+    dataset = Dataset.objects.get(name="ranged")
+    # The browser's zone-less wall-clock time is read as UTC, as the label says.
+    assert (dataset.start, dataset.end) == (datetime(2026, 11, 2, tzinfo=UTC), datetime(2026, 11, 8, 7, tzinfo=UTC))
+    for record in lines(dataset_channel(dataset, "test")):
+        assert record["start"] == "2026-11-02 00:00:00" and len(record["target"]) == 6 * 24 + 8
+    reversed_range = {**form, "name": "backwards", "start": "2026-11-08T07:00", "end": "2026-11-02T00:00"}
+    page = admin_client.post(reverse("training:dataset_create"), reversed_range, follow=True).content.decode()
+    assert "Dataset not built: start must be before end" in page
+    malformed = {**form, "name": "malformed", "end": "next tuesday"}
+    page = admin_client.post(reverse("training:dataset_create"), malformed, follow=True).content.decode()
+    assert "Dataset not built: end &#x27;next tuesday&#x27; is not a date and time" in page
+    assert list(Dataset.objects.values_list("name", flat=True)) == ["ranged"]
+
+
+def test_the_job_page_draws_the_loss_curve_once_epochs_finish(operator_client):
+    job = TrainingJob.objects.create(name="deepar-curve", status="running", epoch=0, epochs=3)
+    page = operator_client.get(reverse("training:job", args=[job.name])).content.decode()
+    assert "No epoch has finished yet" in page and "<polyline" not in page
+    TrainingJob.objects.filter(pk=job.pk).update(epoch=3, losses=[2.5, None, 1.25])
+    page = operator_client.get(reverse("training:job", args=[job.name])).content.decode()
+    assert 'aria-label="training loss per epoch"' in page and "loss 2.5 → 1.25" in page
+    points = page.split('<polyline fill="none" stroke="#0969da" stroke-width="2" points="')[1].split('"')[0].split()
+    # Epochs 1 and 3 (the unknown loss is left out); the falling loss goes down the chart (SVG's y grows down).
+    assert len(points) == 2 and float(points[0].split(",")[1]) < float(points[1].split(",")[1])

@@ -37,6 +37,25 @@ def _window(model: DeepARModel, records: list[dict], cut: int, seed: int) -> lis
     return list(zip(actuals, paths, strict=True))
 
 
+MAX_WINDOWS = 20
+
+
+def check_backtest_windows(lengths: list[int], windows: int, horizon: int) -> None:
+    """Check that every series (of these lengths) leaves history before `windows` origins prediction_length
+    apart; return None. Raises ValueError saying how many windows the shortest series allows."""
+    if windows < 0 or windows > MAX_WINDOWS:
+        raise ValueError(f"backtest_windows must be between 0 and {MAX_WINDOWS}, got {windows}")
+    if not windows or not lengths:
+        return
+    shortest = min(lengths)
+    if shortest - windows * horizon < 1:
+        allowed = max(0, (shortest - 1) // horizon)
+        raise ValueError(
+            f"a series of {shortest} points is too short for {windows} backtest windows of {horizon} "
+            f"(at most {allowed})"
+        )
+
+
 def rolling_backtest(model: DeepARModel, records: list[dict], windows: int, seed: int = 0) -> dict[str, Any]:
     """Return per-window and per-series errors of forecasts from `windows` origins, prediction_length apart,
     the last one being the test channel's own; plus actuals and the p10/p50/p90 band of the first series.
@@ -45,9 +64,7 @@ def rolling_backtest(model: DeepARModel, records: list[dict], windows: int, seed
     """
     hp = model.hyperparameters
     horizon, quantiles = hp.prediction_length, hp.test_quantiles
-    shortest = min(len(record["target"]) for record in records)
-    if shortest - windows * horizon < 1:
-        raise ValueError(f"a series of {shortest} points is too short for {windows} backtest windows of {horizon}")
+    check_backtest_windows([len(record["target"]) for record in records], windows, horizon)
     per_series: dict[int, list[dict[str, float]]] = {index: [] for index in range(len(records))}
     out: dict[str, Any] = {"windows": [], "series": [], "plot": []}
     for window in range(windows, 0, -1):

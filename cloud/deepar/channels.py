@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,8 +25,9 @@ class Channels:
     train: list[str]
     test: list[str]
     devices: list[str]
-    observations: int
+    observations: int  # observed (non-NaN) values of the whole series, the test channel
     skipped: dict[str, str] = field(default_factory=dict)
+    train_observations: int = 0  # observed values of the train channel: what DeepAR's 300 minimum counts
 
     def data(self, channel: str) -> bytes:
         """Return a channel ("train" or "test") as JSON Lines bytes."""
@@ -61,18 +63,20 @@ def build_channels(
     features (cloud.deepar.features): each line then has their sine and cosine rows, as long as its target.
 
     Raises FeatureError for a dynamic_feat that is not a calendar feature, ChannelError when prediction_length is
-    over 400, no series is long enough or fewer than 300 values
-    are observed in total.
+    over 400, no series is long enough or the train channel holds fewer than 300 observed (non-NaN) values.
     """
     dynamic_feat = check_dynamic_feat(dynamic_feat)
     if prediction_length > MAX_PREDICTION_LENGTH:
         raise ChannelError(f"prediction_length must be at most {MAX_PREDICTION_LENGTH}, got {prediction_length}")
     cut = max(prediction_length, test_points or prediction_length)
     kept, skipped = _long_enough(regular_series(frame, freq), context_length + cut, context_length, cut)
-    observations = int(sum(np.count_nonzero(~np.isnan(series.to_numpy())) for series in kept.values()))
-    if observations < MIN_OBSERVATIONS:
+    observations = _observed(kept.values(), 0)
+    # DeepAR trains on the train channel only: the held-out points must not make up for too little history.
+    train_observations = _observed(kept.values(), cut)
+    if train_observations < MIN_OBSERVATIONS:
         raise ChannelError(
-            f"DeepAR needs at least {MIN_OBSERVATIONS} observations in total; the series hold {observations}"
+            f"DeepAR needs at least {MIN_OBSERVATIONS} observations in total in the train channel; it holds "
+            f"{train_observations} (the test channel's {observations} include {cut} held-out points per series)"
         )
     train, test = [], []
     for cat, series in enumerate(kept.values()):
@@ -83,7 +87,12 @@ def build_channels(
     if shuffle_seed is not None:
         random.Random(shuffle_seed).shuffle(train)
         random.Random(shuffle_seed + 1).shuffle(test)
-    return Channels(train, test, list(kept), observations, skipped)
+    return Channels(train, test, list(kept), observations, skipped, train_observations)
+
+
+def _observed(series: Iterable[pd.Series], cut: int) -> int:
+    """Return how many values are observed (not NaN) in the series without their last `cut` points."""
+    return int(sum(np.count_nonzero(~np.isnan(values.to_numpy()[: len(values) - cut])) for values in series))
 
 
 def _cut_rows(rows: list[list[float]] | None, cut: int) -> list[list[float]] | None:

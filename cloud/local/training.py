@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from cloud.deepar.control import epoch_message
+from cloud.deepar.control import TrainingStopped, epoch_message
 from cloud.deepar.formats import read_channel
 from cloud.deepar.hyperparameters import DeepARHyperparameters, HyperparameterError, parse_hyperparameters
 from cloud.deepar.metrics import mean_weighted_quantile_loss, rmse
@@ -216,9 +216,14 @@ class GluonTSDeepAR(Trainer):
         progress(92, "evaluating on the test channel")
         metrics = {**evaluate(model, test), "train:final_loss": final_loss}
         key = f"{spec.output_prefix.rstrip('/')}/{spec.job_name}/output/model.tar.gz"
-        lineage = {"training_job": spec.job_name, "lake": lake.url, "train": spec.train_key, "test": spec.test_key}
+        lineage = {**spec.lineage, "training_job": spec.job_name, "lake": lake.url, "train": spec.train_key,
+                   "test": spec.test_key}  # fmt: skip
         lake.put_bytes(key, pack_predictor(predictor, resolved, names, lineage))
-        progress(100, f"stored {key}")
+        try:
+            progress(100, f"stored {key}")
+        except TrainingStopped:
+            lake.delete(key)  # stopped at the last moment: leave no artifact that nothing will register
+            raise
         return TrainingResult(artifact_key=key, metrics=metrics)
 
 

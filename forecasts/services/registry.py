@@ -53,6 +53,19 @@ def finite(values: Any) -> Any:
     return values
 
 
+def model_lineage(job: TrainingJob, dataset: Dataset) -> dict[str, Any]:
+    """Return what the registry knows at train time of where a model comes from, for the artifact's lineage.json:
+    the dataset and its metric, devices, frequency, time range and shape, the code version and who asked."""
+    when = {"start": dataset.start, "end": dataset.end}
+    return {
+        "dataset": dataset.name, "metric": dataset.metric, "devices": list(dataset.devices), "freq": dataset.freq,
+        **{key: value.isoformat() if value else None for key, value in when.items()},
+        "context_length": dataset.context_length, "prediction_length": dataset.prediction_length,
+        "test_points": dataset.test_points, "use_cat": dataset.use_cat, "dynamic_feat": list(dataset.dynamic_feat),
+        "code_version": code_version(), "created_by": job.created_by.get_username() if job.created_by else None,
+    }  # fmt: skip
+
+
 def model_register(
     job: TrainingJob, dataset: Dataset, artifact_key: str, metrics: dict[str, float], baseline: dict[str, float],
     backtest: dict[str, Any] | None = None,

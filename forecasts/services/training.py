@@ -3,6 +3,7 @@ metrics and registration of the model version."""
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import traceback
@@ -13,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from cloud.backends import get_backend
-from cloud.deepar.backtest import rolling_backtest
+from cloud.deepar.backtest import check_backtest_windows, rolling_backtest
 from cloud.deepar.control import TrainingCancelled, TrainingTimeLimit, parse_epoch_message
 from cloud.deepar.features import num_dynamic_feat
 from cloud.deepar.formats import read_channel
@@ -23,8 +24,10 @@ from cloud.deepar.model import DeepARModel
 from cloud.interfaces import Progress, TrainingSpec, no_progress
 from forecasts.models import Dataset, PipelineRun, TrainedModel, TrainingJob
 from forecasts.runs import run_create
-from forecasts.services.datasets import DatasetSpec, dataset_build, dataset_channel, dataset_get
-from forecasts.services.registry import model_register
+from forecasts.services.datasets import DatasetError, DatasetSpec, dataset_build, dataset_channel, dataset_get
+from forecasts.services.registry import model_lineage, model_register
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_METRIC = "ozone"
 # Hourly data: a day of context, half a day ahead; small enough to train in seconds on two cores.
@@ -185,6 +188,28 @@ def _evaluate_extras(
     return baseline, rolling_backtest(model, test, windows)
 
 
+def dataset_backtest_check(dataset: Dataset, windows: int) -> None:
+    """Check that every series of the dataset is long enough for `windows` rolling-backtest origins; return None.
+
+    Raises ValueError (too many windows, saying how many fit) or DatasetError when the lake lost the test channel.
+    """
+    try:
+        records = read_channel(dataset_channel(dataset, "test")) if windows > 0 else []
+    except KeyError:
+        raise DatasetError(f"dataset {dataset.name}: the lake lost its test channel {dataset.test_key}") from None
+    check_backtest_windows([len(record["target"]) for record in records], windows, dataset.prediction_length)
+
+
+def _artifacts_discard(job: TrainingJob) -> None:
+    """Delete whatever the job stored under models/<job>/ (a stopped or failed job registers nothing)."""
+    lake = get_backend("lake")
+    try:
+        for item in lake.list_objects(f"models/{job.name}/"):
+            lake.delete(item.key)
+    except Exception:  # the job's own error is the one to report; a leftover is only logged
+        logger.exception("could not delete the artifacts of training job %s", job.name)
+
+
 def training_execute(params: dict[str, Any], progress: Progress = no_progress) -> dict[str, Any]:
     """Train DeepAR on a dataset (params["dataset"]) or on channels built now from params metric/devices/freq,
     through the training backend; register the model version with baseline metrics; return its summary.
@@ -197,12 +222,15 @@ def training_execute(params: dict[str, Any], progress: Progress = no_progress) -
     try:
         return _train_and_register(job, params, progress)
     except TrainingCancelled as exc:
+        _artifacts_discard(job)
         _job_finish(job, TrainingJob.Status.CANCELLED, str(exc))
         raise
     except TrainingTimeLimit as exc:
+        _artifacts_discard(job)
         _job_finish(job, TrainingJob.Status.STOPPED, str(exc))
         raise
     except Exception as exc:
+        _artifacts_discard(job)
         _job_finish(job, TrainingJob.Status.FAILED, f"{type(exc).__name__}: {exc}", traceback.format_exc())
         raise
 
@@ -210,14 +238,19 @@ def training_execute(params: dict[str, Any], progress: Progress = no_progress) -
 def _train_and_register(job: TrainingJob, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
     progress(2, f"preparing the channels of {job.name}")
     dataset, hp = _job_dataset(job, params)
+    windows = int(params.get("backtest_windows") or 0)
+    dataset_backtest_check(dataset, windows)  # before training: a late refusal would waste the whole run
     progress(8, f"{dataset.series_count} series, {dataset.observations} observations in dataset {dataset.name}")
     spec = TrainingSpec(
-        job.name, dataset.train_key, dataset.test_key, hp.as_sagemaker(), "models", tuple(dataset.dynamic_feat)
-    )
-    guarded = _job_progress(job, lambda p, m: progress(8 + 0.85 * p, m), _max_runtime_s(params))
-    result = get_backend("training").train(get_backend("lake"), spec, guarded)
-    progress(94, "scoring the seasonal-naive baseline on the test channel")
-    baseline, backtest = _evaluate_extras(dataset, hp, result.artifact_key, int(params.get("backtest_windows") or 0))
+        job.name, dataset.train_key, dataset.test_key, hp.as_sagemaker(), "models", tuple(dataset.dynamic_feat),
+        lineage=model_lineage(job, dataset),
+    )  # fmt: skip
+    # One guard for the whole job: a cancel or the time limit also stops the scoring after training.
+    guarded = _job_progress(job, progress, _max_runtime_s(params))
+    result = get_backend("training").train(get_backend("lake"), spec, lambda p, m: guarded(8 + 0.85 * p, m))
+    guarded(94, "scoring the seasonal-naive baseline on the test channel")
+    baseline, backtest = _evaluate_extras(dataset, hp, result.artifact_key, windows)
+    guarded(97, f"registering model {job.name}")
     model = model_register(job, dataset, result.artifact_key, result.metrics, baseline, backtest)
     _job_finish(job, TrainingJob.Status.SUCCEEDED, f"registered model {model.name}")
     summary = {"model": model.name, "metrics": model.metrics, "baseline_metrics": model.baseline_metrics}
@@ -231,9 +264,10 @@ def training_job_submit(
 ) -> TrainingJob:  # fmt: skip
     """Create a training job on a dataset (and its pipeline run), queue it on the worker after commit unless
     queue is False; return the job. Raises DatasetError, HyperparameterError (every bad value) or ValueError
-    before anything is created."""
+    before anything is created (too many backtest_windows for the series is a ValueError)."""
     dataset = dataset_get(dataset_name)
     hp = dataset_hyperparameters(dataset, hyperparameters)
+    dataset_backtest_check(dataset, backtest_windows)
     if max_runtime_s is not None and max_runtime_s < 1:
         raise ValueError(f"max_runtime_s must be positive, got {max_runtime_s}")
     name = training_job_name(dataset.name)

@@ -6,10 +6,12 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
+from cloud.deepar.backtest import check_backtest_windows
 from cloud.deepar.hyperparameters import HyperparameterError, parse_assignments
 from forecasts.management.pipeline_command import PipelineStepCommand
 from forecasts.services.datasets import DatasetError, dataset_get
 from forecasts.services.training import (
+    dataset_backtest_check,
     dataset_hyperparameters,
     training_default_params,
     training_hyperparameters,
@@ -54,10 +56,14 @@ class Command(PipelineStepCommand):
             if options["dataset"]:
                 dataset = dataset_get(options["dataset"])
                 dataset_hyperparameters(dataset, assigned)  # fail here, before a run row exists
+                dataset_backtest_check(dataset, options["backtest"])
                 job = training_job_name(dataset.name)
+                self.stdout.write(f"training job {job} on dataset {dataset.name}")
                 return {"job": job, "dataset": dataset.name, "hyperparameters": assigned, **extra}
             hyperparameters = {**training_default_params()["hyperparameters"], **assigned}
-            training_hyperparameters(options["freq"], hyperparameters)
+            hp = training_hyperparameters(options["freq"], hyperparameters)
+            # The series are built when the run starts; it checks their length before training.
+            check_backtest_windows([], options["backtest"], hp.prediction_length)
         except (HyperparameterError, DatasetError, ValueError) as exc:
             raise CommandError(str(exc)) from None
         devices = [d.strip() for d in options["devices"].split(",") if d.strip()] if options["devices"] else None
