@@ -1,6 +1,13 @@
 """The endpoint server's public names (the implementation lives in dataplane.endpoint)."""
 
-from dataplane.endpoint.registry import EndpointRegistry, ServingError, Variant, parse_variants, validation_error
+from dataplane.endpoint.registry import (
+    EndpointRegistry,
+    ServingError,
+    Variant,
+    model_error,
+    parse_variants,
+    validation_error,
+)
 from dataplane.endpoint.server import MAX_BODY, EndpointHandler, make_server, serve
 
 __all__ = [
@@ -10,6 +17,7 @@ __all__ = [
     "ServingError",
     "Variant",
     "make_server",
+    "model_error",
     "parse_variants",
     "serve",
     "validation_error",

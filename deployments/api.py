@@ -23,7 +23,14 @@ from cloud.interfaces import BackendError, BackendUnavailable, InvocationError
 from dashboard.roles import IsAdminRoleOrReadOnly
 from deployments.models import EndpointOperation
 from deployments.operations import operation_create, operation_enqueue, operation_stop
-from deployments.selectors import NotDeployed, endpoint_get, endpoint_list, model_resolve, operation_list
+from deployments.selectors import (
+    NotDeployed,
+    endpoint_get,
+    endpoint_list,
+    model_resolve,
+    operation_get,
+    operation_list,
+)
 from deployments.serializers import (
     DeploymentInputSerializer,
     EndpointCreateInputSerializer,
@@ -317,9 +324,13 @@ class OperationStopApi(APIView):
     @extend_schema(request=None, responses={202: OperationOutputSerializer, **ADMIN_ERRORS},
                    operation_id="endpoints_operations_stop")  # fmt: skip
     def post(self, request: Request, name: str, operation_id: int) -> Response:
-        if not operation_stop(operation_id):
+        try:  # an operation id of another endpoint is not this endpoint's: it must not stop that rollout
+            operation = operation_get(name, operation_id)
+        except NotDeployed as exc:
+            return error_response(str(exc), status.HTTP_404_NOT_FOUND)
+        if not operation_stop(operation.pk):
             return error_response(f"operation {operation_id} of {name} is not in progress", status.HTTP_409_CONFLICT)
-        operation = EndpointOperation.objects.get(pk=operation_id)
+        operation.refresh_from_db()
         return Response(OperationOutputSerializer(operation).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -208,16 +208,23 @@ def managed_rollout(endpoint: Endpoint, request: RolloutRequest, old: Production
     """Let a hosting service with its own guardrails (SageMaker) do the rollout; None when it has none.
 
     Returns succeeded (the variant now serves the new model) or rolled_back (the service put the old one back).
+    Raises ValueError when the service cannot watch a guardrail asked for (the endpoint is left as it was).
     """
     target = [
         replace(v, model_name=request.model.name, artifact_key=request.model.artifact_key) if v.name == old.name else v
         for v in variant_specs(endpoint)
     ]
-    policy = {**asdict(request.policy), "variant": request.variant, "alarms": request.alarms}
+    # The service's alarms get the same error-rate and latency defaults as the rollouts done here; the
+    # accuracy guardrails go only as asked (a service that cannot watch them refuses them: ValueError).
+    guardrails = {key: DEFAULT_ALARMS[key] for key in ("max_error_rate", "max_p99_ms", "min_invocations")}
+    policy = {**asdict(request.policy), "variant": request.variant, "alarms": {**guardrails, **request.alarms}}
     endpoint_status_set(endpoint, Endpoint.Status.UPDATING, f"rollout: {request.policy} of {request.model}")
     try:
         if not get_backend("hosting").managed_rollout(endpoint.name, target, policy):
             return None
+    except ValueError as exc:  # refused before anything changed: the endpoint serves as before
+        endpoint_status_set(endpoint, Endpoint.Status.IN_SERVICE, f"rollout refused: {exc}")
+        raise
     except BackendError as exc:
         endpoint_status_set(endpoint, Endpoint.Status.IN_SERVICE, f"rolled back by the service: {exc}")
         request.step(0, f"rolled back by the service: {exc}", "rolled_back")

@@ -7,6 +7,7 @@ from django.db.models import QuerySet
 from cloud.interfaces import VariantSpec
 from deployments.models import Endpoint, EndpointEvent, EndpointOperation, ProductionVariant
 from forecasts.models import TrainedModel
+from forecasts.training_selectors import ModelNotFound, model_resolve_alias
 
 
 class NotDeployed(LookupError):
@@ -26,35 +27,18 @@ def endpoint_get(name: str) -> Endpoint:
         raise NotDeployed(f"endpoint {name!r} does not exist; deploy a model first (manage.py deploy)") from None
 
 
-def _model_by_alias(name: str) -> TrainedModel | None:
-    try:  # the training app's selector, when it has one; else its ModelAlias table
-        from forecasts.selectors import model_resolve_alias  # type: ignore[attr-defined]
-
-        return model_resolve_alias(name)
-    except ImportError:
-        pass
-    except LookupError:
-        return None
-    from forecasts.models import ModelAlias
-
-    alias = ModelAlias.objects.select_related("model").filter(name=name).first()
-    return alias.model if alias else None
-
-
 def model_resolve(name: str) -> TrainedModel:
-    """Return the named model, the model an alias (champion, ...) points at, or the newest for "latest".
+    """Return the model an alias (champion, ...) points at, else the model of that name, else the newest one
+    for "latest" (the training app's resolution, so that both apps agree on what an alias means).
 
     Raises NotDeployed when there is none.
     """
-    if name == "latest":
-        model = TrainedModel.objects.order_by("-created_at", "-pk").first()
-        if model is None:
-            raise NotDeployed("no trained model exists yet; run training first (manage.py train)")
-        return model
-    model = TrainedModel.objects.filter(name=name).first() or _model_by_alias(name)
-    if model is None:
-        raise NotDeployed(f"model {name!r} does not exist")
-    return model
+    try:
+        return model_resolve_alias(name)
+    except ModelNotFound as exc:
+        if name == "latest":
+            raise NotDeployed(str(exc)) from None
+        raise NotDeployed(f"model {name!r} does not exist (no model or alias has that name)") from None
 
 
 def variant_specs(endpoint: Endpoint) -> list[VariantSpec]:
@@ -76,6 +60,14 @@ def operation_list(endpoint_name: str | None = None, limit: int = 20) -> QuerySe
     if endpoint_name:
         operations = operations.filter(endpoint_name=endpoint_name)
     return operations[:limit]
+
+
+def operation_get(endpoint_name: str, operation_id: int) -> EndpointOperation:
+    """Return the endpoint's operation; raise NotDeployed when no operation of that endpoint has the id."""
+    operation = EndpointOperation.objects.filter(pk=operation_id, endpoint_name=endpoint_name).first()
+    if operation is None:
+        raise NotDeployed(f"endpoint {endpoint_name!r} has no operation {operation_id}")
+    return operation
 
 
 def operation_active(endpoint_name: str) -> EndpointOperation | None:

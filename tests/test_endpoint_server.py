@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from cloud.interfaces import BackendError, BackendUnavailable, InvocationError, VariantSpec
 from cloud.local.hosting import LocalEndpointHosting
 from dataplane.ports import free_port
-from tests.fixtures.endpoint import TINY_MODEL_KEY, start_endpoint_server
+from tests.fixtures.endpoint import TINY_MODEL_KEY, broken_artifact, start_endpoint_server
 
 QUANTILES = ["0.1", "0.5", "0.9"]
 
@@ -275,3 +275,24 @@ def test_worker_processes_share_changes_without_a_failed_request(lake, tiny_mode
         os.kill(process.pid, signal.SIGTERM)
         process.join(timeout=15)
     assert process.exitcode == 0
+
+
+def test_a_failing_model_is_sagemakers_model_error(server, runtime, lake, tiny_model):
+    _, hosting = server
+    lake.put_bytes("models/broken/output/model.tar.gz", broken_artifact(tiny_model.artifact))
+    hosting.apply_endpoint("shaky", [VariantSpec("Bad", "broken", "models/broken/output/model.tar.gz", 1.0)])
+    instance = {**json.loads(tiny_model.train_lines[0]), "cat": [5]}  # beyond the network's 3 categories
+    with pytest.raises(ClientError) as caught:
+        runtime.invoke_endpoint(EndpointName="shaky", Body=json.dumps({"instances": [instance]}).encode())
+    error = caught.value.response
+    assert error["Error"]["Code"] == "ModelError" and error["ResponseMetadata"]["HTTPStatusCode"] == 424
+    # boto3 parses SageMaker's modeled ModelError fields out of the body
+    assert error["OriginalStatusCode"] == 500 and "IndexError" in error["OriginalMessage"]
+    assert error["LogStreamArn"].endswith(":log-group:/aws/sagemaker/Endpoints/shaky")
+    assert error["Error"]["Message"].startswith("Received server error (500) from primary with message")
+    assert error["ResponseMetadata"]["HTTPHeaders"]["x-amzn-invoked-production-variant"] == "Bad"
+    with pytest.raises(InvocationError) as through_hosting:
+        hosting.invoke("shaky", json.dumps({"instances": [instance]}).encode())
+    assert (through_hosting.value.status, through_hosting.value.error_type) == (424, "ModelError")
+    ok = runtime.invoke_endpoint(EndpointName="demo", Body=request_body(tiny_model, {"num_samples": 2}))
+    assert ok["ResponseMetadata"]["HTTPStatusCode"] == 200  # the server keeps serving

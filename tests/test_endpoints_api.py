@@ -10,8 +10,9 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from deployments.models import Endpoint, EndpointOperation
-from deployments.operations import operation_execute
+from deployments.operations import operation_create, operation_execute
 from deployments.services import deploy_execute
+from forecasts.models import ModelAlias, TrainedModel
 
 
 def client_for(username: str, staff: bool) -> APIClient:
@@ -120,3 +121,36 @@ def test_serving_page_shows_variants_and_only_admins_can_change(air, client, dja
     client.force_login(django_user_model.objects.create_user("boss", is_staff=True))
     page = client.get("/serving/").content.decode()
     assert "Apply weights" in page and "disabled" not in page.split('data-role="weights"')[1].split("</form>")[0]
+
+
+def test_stop_acts_only_on_an_operation_of_the_named_endpoint(db):
+    boss = client_for("boss", staff=True)
+    mine = operation_create(EndpointOperation.Kind.UPDATE_WEIGHTS, "first", {"weights": {"A": 1.0}})
+    theirs = operation_create(EndpointOperation.Kind.DELETE, "second", {})
+    crossed = boss.post(f"/api/v1/endpoints/first/operations/{theirs.pk}/stop")
+    assert crossed.status_code == 404 and f"no operation {theirs.pk}" in crossed.json()["message"]
+    assert boss.post("/api/v1/endpoints/first/operations/999999/stop").status_code == 404
+    theirs.refresh_from_db()
+    assert theirs.stop_requested is False and theirs.status == EndpointOperation.Status.QUEUED
+    stopped = boss.post(f"/api/v1/endpoints/first/operations/{mine.pk}/stop")
+    assert stopped.status_code == 202
+    assert stopped.json()["id"] == mine.pk and stopped.json()["stop_requested"] is True
+    mine.refresh_from_db()
+    assert mine.stop_requested is True
+    operator = client_for("watcher", staff=False)
+    assert operator.post(f"/api/v1/endpoints/second/operations/{theirs.pk}/stop").status_code == 403
+
+
+def test_deploying_an_alias_serves_the_model_it_points_at(admin, air, tiny_trained_model):
+    fields = {"metric": "ozone", "devices": tiny_trained_model.devices, "artifact_key": tiny_trained_model.artifact_key}
+    promoted = TrainedModel.objects.create(name="deepar-promoted", **fields)
+    ModelAlias.objects.create(name="champion", model=promoted)
+    deployment = {"model": "champion", "variant": "B"}
+    operation = run_queued(admin.post("/api/v1/endpoints/air/deployments", deployment, format="json"))
+    assert operation.status == "succeeded", operation.message
+    variants = {v["name"]: v["model"] for v in admin.get("/api/v1/endpoints/air").json()["variants"]}
+    assert variants == {"A": "deepar-tiny", "B": "deepar-promoted"}
+    served = deploy_execute({"model": "champion", "endpoint": "air", "variant": "A"})
+    assert {v["name"]: v["model"] for v in served["variants"]} == {"A": "deepar-promoted", "B": "deepar-promoted"}
+    missing = admin.post("/api/v1/endpoints/air/deployments", {"model": "challenger"}, format="json")
+    assert missing.status_code == 400 and "model 'challenger' does not exist" in missing.json()["message"]

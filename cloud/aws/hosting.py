@@ -68,6 +68,86 @@ class SageMakerRuntimeInvoker:
         return Invocation(body=answer, content_type=response.get("ContentType", accept), invoked_variant=variant)
 
 
+ACCURACY_GUARDRAILS = ("max_wql_increase", "max_wql")
+# (field of variant_metrics, SageMaker metric, statistic, factor to the field's unit): latencies are microseconds.
+VARIANT_METRICS = (
+    ("invocations", "Invocations", "Sum", 1.0),
+    ("errors_4xx", "Invocation4XXErrors", "Sum", 1.0),
+    ("errors_5xx", "Invocation5XXErrors", "Sum", 1.0),
+    ("model_latency_ms", "ModelLatency", "Average", 0.001),
+    ("overhead_latency_ms", "OverheadLatency", "Average", 0.001),
+    ("p99_latency_ms", "ModelLatency", "p99", 0.001),
+)
+
+
+class GuardrailUnsupported(ValueError):
+    """The rollout asks for a guardrail that SageMaker's auto-rollback cannot watch; the message says which."""
+
+
+def _dimensions(endpoint_name: str, variant: str) -> list[dict[str, str]]:
+    return [{"Name": "EndpointName", "Value": endpoint_name}, {"Name": "VariantName", "Value": variant}]
+
+
+def _stat(dimensions: list[dict[str, str]], metric: str, stat: str, period: int) -> dict[str, Any]:
+    metric_spec = {"Namespace": "AWS/SageMaker", "MetricName": metric, "Dimensions": dimensions}
+    return {"Metric": metric_spec, "Period": period, "Stat": stat}
+
+
+def error_rate_queries(dimensions: list[dict[str, str]], min_invocations: int) -> list[dict[str, Any]]:
+    """Return the metric math of the error-rate alarm: 5xx errors / invocations per minute, 0 below
+    min_invocations (a single failed call out of one must not roll a deployment back unless asked)."""
+    return [
+        {"Id": "errors", "MetricStat": _stat(dimensions, "Invocation5XXErrors", "Sum", 60), "ReturnData": False},
+        {"Id": "calls", "MetricStat": _stat(dimensions, "Invocations", "Sum", 60), "ReturnData": False},
+        {"Id": "rate", "Expression": f"IF(calls >= {max(1, min_invocations)}, errors / calls, 0)",
+         "Label": "5xx error rate", "ReturnData": True},
+    ]  # fmt: skip
+
+
+def metric_queries(endpoint_name: str, variants: list[str], period: int, window: int) -> list[dict[str, Any]]:
+    """Return GetMetricData queries: v{i}_{j} per period for VARIANT_METRICS[j] of variants[i], and
+    t{i} (p99 over the whole window, rounded up to minutes) for the totals."""
+    queries = []
+    for i, name in enumerate(variants):
+        dimensions = _dimensions(endpoint_name, name)
+        for j, (_, metric, stat, _) in enumerate(VARIANT_METRICS):
+            queries.append({"Id": f"v{i}_{j}", "MetricStat": _stat(dimensions, metric, stat, period)})
+        whole = -(-window // 60) * 60
+        queries.append({"Id": f"t{i}", "MetricStat": _stat(dimensions, "ModelLatency", "p99", whole)})
+    return queries
+
+
+def variant_series(series: dict[str, dict[int, float]], index: int) -> dict[str, Any]:
+    """Return {"points", "total"} of variant index from GetMetricData's series (see metric_queries)."""
+    columns = {field: series.get(f"v{index}_{j}", {}) for j, (field, *_) in enumerate(VARIANT_METRICS)}
+    factors = {field: factor for field, _, _, factor in VARIANT_METRICS}
+    points = []
+    for at in sorted(set().union(*columns.values())):
+        point: dict[str, Any] = {"t": at}
+        for field, values in columns.items():
+            value = values.get(at)
+            point[field] = None if value is None else round(value * factors[field], 3)
+        for field in ("invocations", "errors_4xx", "errors_5xx"):
+            point[field] = int(point[field] or 0)
+        points.append(point)
+    total_p99 = max(series.get(f"t{index}", {}).values(), default=None)
+    return {"points": points, "total": _totals(points, None if total_p99 is None else round(total_p99 / 1000, 3))}
+
+
+def _totals(points: list[dict[str, Any]], p99_ms: float | None) -> dict[str, Any]:
+    calls = sum(p["invocations"] for p in points)
+
+    def mean(field: str) -> float:  # the per-period averages weighted by their invocations
+        weighted = sum((p[field] or 0) * p["invocations"] for p in points)
+        return round(weighted / calls, 3) if calls else 0.0
+
+    return {
+        "invocations": calls, "errors_4xx": sum(p["errors_4xx"] for p in points),
+        "errors_5xx": sum(p["errors_5xx"] for p in points), "model_latency_ms": mean("model_latency_ms"),
+        "overhead_latency_ms": mean("overhead_latency_ms"), "p99_latency_ms": p99_ms,
+    }  # fmt: skip
+
+
 def _deepar_image(region: str) -> str:
     from sagemaker.core import image_uris
 
@@ -240,22 +320,81 @@ class SageMakerHosting(SageMakerRuntimeInvoker, Hosting):
         self.client().delete_endpoint(EndpointName=endpoint_name)
 
     def alarms_ensure(self, endpoint_name: str, variant: str, alarms: dict[str, Any]) -> list[str]:
-        """Create the CloudWatch alarms auto-rollback watches (5xx errors, p99 model latency); return their names."""
+        """Create the CloudWatch alarms auto-rollback watches; return their names.
+
+        alarms are the rollout's guardrails: max_error_rate (5xx share of the variant's invocations in a
+        minute, counted once min_invocations arrived) and max_p99_ms (p99 ModelLatency). Raises
+        GuardrailUnsupported for the forecast-accuracy guardrails (max_wql_increase, max_wql): SageMaker rolls
+        back on CloudWatch alarms only, and no CloudWatch metric scores forecasts against actuals.
+        """
+        unsupported = sorted(key for key in ACCURACY_GUARDRAILS if alarms.get(key) is not None)
+        if unsupported:
+            raise GuardrailUnsupported(
+                f"SageMaker's auto-rollback watches CloudWatch alarms only; {', '.join(unsupported)} (forecast "
+                "accuracy against actuals) cannot guard a rollout on aws: leave it out (or null)"
+            )
         cloudwatch = self.client("cloudwatch")
-        dimensions = [{"Name": "EndpointName", "Value": endpoint_name}, {"Name": "VariantName", "Value": variant}]
-        common = {"Namespace": "AWS/SageMaker", "Dimensions": dimensions, "Period": 60, "EvaluationPeriods": 1,
-                  "ComparisonOperator": "GreaterThanThreshold", "TreatMissingData": "notBreaching"}  # fmt: skip
-        errors = _safe(f"{endpoint_name}-{variant}-5xx")
+        dimensions = _dimensions(endpoint_name, variant)
+        common = {"EvaluationPeriods": 1, "ComparisonOperator": "GreaterThanThreshold",
+                  "TreatMissingData": "notBreaching"}  # fmt: skip
+        errors = _safe(f"{endpoint_name}-{variant}-error-rate")
         cloudwatch.put_metric_alarm(
-            AlarmName=errors, MetricName="Invocation5XXErrors", Statistic="Sum",
-            Threshold=float(alarms.get("max_errors_per_minute", 0)), **common,
+            AlarmName=errors, Metrics=error_rate_queries(dimensions, int(alarms.get("min_invocations", 1))),
+            Threshold=float(alarms.get("max_error_rate", 0.05)), **common,
         )  # fmt: skip
-        latency = _safe(f"{endpoint_name}-{variant}-p99")
+        latency = _safe(f"{endpoint_name}-{variant}-p99")  # ModelLatency is in microseconds
         cloudwatch.put_metric_alarm(
-            AlarmName=latency, MetricName="ModelLatency", ExtendedStatistic="p99",
-            Threshold=float(alarms.get("max_p99_ms", 2000)) * 1000, **common,  # ModelLatency is in microseconds
+            AlarmName=latency, Namespace="AWS/SageMaker", MetricName="ModelLatency", Dimensions=dimensions,
+            Period=60, ExtendedStatistic="p99", Threshold=float(alarms.get("max_p99_ms", 2000)) * 1000, **common,
         )  # fmt: skip
         return [errors, latency]
+
+    # --- metrics ------------------------------------------------------------------------------------
+    def _variant_names(self, endpoint_name: str) -> list[str]:
+        try:
+            described = self.client().describe_endpoint(EndpointName=endpoint_name)
+        except ClientError as exc:
+            raise BackendError(f"endpoint {endpoint_name} cannot be described: {exc}") from exc
+        variants = described.get("ProductionVariants", []) + described.get("ShadowProductionVariants", [])
+        return [v["VariantName"] for v in variants]
+
+    def variant_metrics(self, endpoint_name: str, since: float, period: int = 10) -> dict[str, Any]:
+        """Return the variants' CloudWatch metrics (AWS/SageMaker) since epoch seconds, shaped like the local
+        backend's: {"period", "since", "variants": {name: {"points": [{t, invocations, errors_4xx, errors_5xx,
+        model_latency_ms, overhead_latency_ms, p99_latency_ms}], "total": {...}}}}.
+
+        SageMaker publishes one-minute data, so period is rounded up to whole minutes; p99_latency_ms is the
+        p99 of ModelLatency. Raises BackendError for an unknown endpoint, BackendUnavailable when unreachable.
+        """
+        period = max(60, -(-int(period) // 60) * 60)
+        start = int(since) - int(since) % period
+        end = int(time.time()) + 1
+        names = self._variant_names(endpoint_name)
+        queries = metric_queries(endpoint_name, names, period, end - start)
+        series = self._metric_data(queries, start, end) if queries and start < end else {}
+        variants = {name: variant_series(series, index) for index, name in enumerate(names)}
+        return {"period": period, "since": start, "variants": variants}
+
+    def _metric_data(self, queries: list[dict[str, Any]], start: int, end: int) -> dict[str, dict[int, float]]:
+        """Return {query id: {epoch second: value}} of GetMetricData (all pages)."""
+        series: dict[str, dict[int, float]] = {}
+        pages = (
+            self.client("cloudwatch")
+            .get_paginator("get_metric_data")
+            .paginate(MetricDataQueries=queries, StartTime=start, EndTime=end, ScanBy="TimestampAscending")
+        )
+        try:
+            for page in pages:
+                for result in page["MetricDataResults"]:
+                    values = zip(result["Timestamps"], result["Values"], strict=True)
+                    series.setdefault(result["Id"], {}).update(
+                        {int(at.timestamp()): value for at, value in values if value is not None}
+                    )
+        except (ConnectionError, HTTPClientError) as exc:
+            raise BackendUnavailable(f"CloudWatch cannot be reached in {self.region}: {exc}") from exc
+        except (ClientError, BotoCoreError) as exc:
+            raise BackendError(f"CloudWatch GetMetricData failed: {exc}") from exc
+        return series
 
     def managed_rollout(self, endpoint_name: str, variants: list[VariantSpec], policy: dict[str, Any]) -> bool:
         """UpdateEndpoint with a blue/green DeploymentConfig; SageMaker shifts, bakes and rolls back by itself.

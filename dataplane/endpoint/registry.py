@@ -23,16 +23,42 @@ logger = logging.getLogger(__name__)
 
 
 class ServingError(Exception):
-    """An error answer: HTTP status, SageMaker's error type and a message."""
+    """An error answer: HTTP status, SageMaker's error type, a message and the body's other fields (fields)."""
 
-    def __init__(self, status: int, error_type: str, message: str) -> None:
+    def __init__(self, status: int, error_type: str, message: str, fields: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status, self.error_type, self.message = status, error_type, message
+        self.fields = fields or {}
+
+    def body(self) -> dict[str, Any]:
+        """Return the JSON error body: SageMaker's fields, Message, and message for the local control API."""
+        return {**self.fields, "Message": self.message, "message": self.message}
 
 
 def validation_error(message: str) -> ServingError:
     """Return SageMaker's 400 ValidationError."""
     return ServingError(400, "ValidationError", message)
+
+
+def model_error(endpoint: str, original_status: int, original_message: str) -> ServingError:
+    """Return SageMaker's 424 ModelError for a model (container) that answered original_status.
+
+    The body has SageMaker's ModelError fields (OriginalStatusCode, OriginalMessage, LogStreamArn), which
+    boto3 puts into the ClientError's response; LogStreamArn names where this server's log would be on AWS.
+    """
+    log_group = f"/aws/sagemaker/Endpoints/{endpoint}"
+    kind = "client" if 400 <= original_status < 500 else "server"
+    message = (
+        f'Received {kind} error ({original_status}) from primary with message "{original_message}". '
+        f"See the endpoint server's log (log group {log_group}) for more information."
+    )
+    fields = {
+        "ErrorCode": "CLIENT_ERROR_FROM_MODEL" if kind == "client" else "INTERNAL_FAILURE_FROM_MODEL",
+        "OriginalStatusCode": original_status,
+        "OriginalMessage": original_message,
+        "LogStreamArn": f"arn:aws:logs:local:local:log-group:{log_group}",
+    }
+    return ServingError(424, "ModelError", message, fields)
 
 
 @dataclass(frozen=True)

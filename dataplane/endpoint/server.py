@@ -32,7 +32,14 @@ from cloud.deepar.formats import InferenceRequest, RequestError, parse_request
 from cloud.interfaces import Lake
 from dataplane.endpoint import fastlags
 from dataplane.endpoint.metrics import MetricsRecorder, read_metrics
-from dataplane.endpoint.registry import EndpointRegistry, ServingError, Variant, parse_variants, validation_error
+from dataplane.endpoint.registry import (
+    EndpointRegistry,
+    ServingError,
+    Variant,
+    model_error,
+    parse_variants,
+    validation_error,
+)
 
 logger = logging.getLogger(__name__)
 _INVOKE = re.compile(r"^/endpoints/([A-Za-z0-9-]{1,63})/invocations$")
@@ -75,7 +82,7 @@ class Serving:
         self._shadow_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")
         self._shadow_pending = threading.BoundedSemaphore(8)
 
-    def predict(self, variant: Variant, request: InferenceRequest) -> tuple[bytes, float]:
+    def predict(self, endpoint: str, variant: Variant, request: InferenceRequest) -> tuple[bytes, float]:
         """Return (DeepAR's JSON answer, model milliseconds); raise ServingError(424) when the model fails."""
         import torch
 
@@ -88,9 +95,8 @@ class Serving:
         except RequestError as exc:
             raise validation_error(str(exc)) from None
         except Exception as exc:  # whatever the model raises is SageMaker's ModelError, never a dropped connection
-            logger.exception("model %s failed", variant.model_name)
-            message = f'Received server error (500) from model with message "{exc}".'
-            raise ServingError(424, "ModelError", message) from exc
+            logger.exception("model %s of endpoint %s failed", variant.model_name, endpoint)
+            raise model_error(endpoint, 500, f"{type(exc).__name__}: {exc}") from exc
         return json.dumps(response).encode(), (time.perf_counter() - started) * 1000
 
     def mirror(self, endpoint: str, request: InferenceRequest) -> None:
@@ -106,7 +112,7 @@ class Serving:
     def _run_shadow(self, endpoint: str, variant: Variant, request: InferenceRequest) -> None:
         started, status, answer = time.perf_counter(), 200, b""
         try:
-            answer, model_ms = self.predict(variant, request)
+            answer, model_ms = self.predict(endpoint, variant, request)
         except ServingError as error:
             status, answer, model_ms = error.status, error.message.encode(), 0.0
         finally:
@@ -150,7 +156,7 @@ class EndpointHandler(BaseHTTPRequestHandler):
         self._send(200, json.dumps(payload).encode())
 
     def _send_error(self, error: ServingError, headers: dict[str, str] | None = None) -> None:
-        body = json.dumps({"message": error.message, "Message": error.message}).encode()
+        body = json.dumps(error.body()).encode()
         self._send(error.status, body, {"x-amzn-ErrorType": error.error_type, **(headers or {})})
 
     def _body(self) -> bytes:
@@ -222,7 +228,7 @@ class EndpointHandler(BaseHTTPRequestHandler):
             headers["x-Amzn-Invoked-Production-Variant"] = variant.name
             custom = self.headers.get("X-Amzn-SageMaker-Custom-Attributes")
             request = parse_invocation(body, custom)
-            answer, model_ms = self.serving.predict(variant, request)
+            answer, model_ms = self.serving.predict(match.group(1), variant, request)
             if custom:
                 headers["X-Amzn-SageMaker-Custom-Attributes"] = custom
             self._send(200, answer, headers)

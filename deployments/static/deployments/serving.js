@@ -59,17 +59,23 @@
     const chart = card.querySelector("[data-role=chart]");
     if (!window.Plotly) return;
     const traces = [];
+    const series = (points, field) => points.map((p) => (p[field] === undefined ? null : p[field]));
     Object.entries(metrics.variants || {}).forEach(([variant, data]) => {
       const x = data.points.map((p) => new Date(p.t * 1000));
       traces.push({x, y: data.points.map((p) => p.invocations / metrics.period), name: `${variant} req/s`, type: "scatter"});
-      traces.push({x, y: data.points.map((p) => p.model_latency_ms), name: `${variant} model ms`, yaxis: "y2", type: "scatter", line: {dash: "dot"}});
-      traces.push({x, y: data.points.map((p) => p.errors_4xx + p.errors_5xx), name: `${variant} errors`, type: "bar"});
+      traces.push({x, y: series(data.points, "errors_4xx"), name: `${variant} 4xx`, type: "bar"});
+      traces.push({x, y: series(data.points, "errors_5xx"), name: `${variant} 5xx`, type: "bar"});
+      traces.push({x, y: series(data.points, "model_latency_ms"), name: `${variant} model ms`, yaxis: "y2", type: "scatter", line: {dash: "dot"}});
+      traces.push({x, y: series(data.points, "overhead_latency_ms"), name: `${variant} overhead ms`, yaxis: "y2", type: "scatter", line: {dash: "dash"}});
     });
+    // The bundled plotly.js (v4) takes axis titles as {text}: a plain string is no longer drawn.
     window.Plotly.react(chart, traces, {
       // room under the axis for the two-line date ticks, then the legend below them
       margin: {t: 10, r: 50, b: 100, l: 50}, height: 300, legend: {orientation: "h", y: -0.4, yanchor: "top"},
+      barmode: "group",
       xaxis: {type: "date", range: [new Date(Date.now() - 15 * 60e3), new Date()]}, // the 15 min asked for
-      yaxis: {title: "req/s, errors"}, yaxis2: {title: "ms", overlaying: "y", side: "right"},
+      yaxis: {title: {text: "req/s, errors"}, rangemode: "tozero"},
+      yaxis2: {title: {text: "latency (ms)"}, overlaying: "y", side: "right", rangemode: "tozero"},
     }, {displayModeBar: false, responsive: true});
   }
 
