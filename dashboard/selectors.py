@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -132,6 +133,7 @@ def run_as_dict(run: PipelineRun) -> dict[str, Any]:
         "progress": round(run.progress, 1),
         "message": run.message,
         "error": run.error,
+        "log": run.log,
         "result": json_safe(run.result),
         "created_at": iso(run.created_at),
         "started_at": iso(run.started_at),
@@ -246,6 +248,58 @@ def newest_arrival(rows: list[dict[str, Any]]) -> datetime | None:
     """Return the newest reading's arrival time in the lake across devices (None before any reading)."""
     seen = [row["activity"]["last_seen"] for row in rows if row["activity"] and row["activity"].get("last_seen")]
     return max((value.replace(tzinfo=UTC) if timezone.is_naive(value) else value for value in seen), default=None)
+
+
+RAW_PREFIX = "raw/"
+# Firehose names each raw object after the moment its buffer opened: ...-YYYY-MM-DD-HH-MM-SS-<uuid>.
+RAW_KEY_TIME = re.compile(r"-(\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})-[0-9a-fA-F-]{36}$")
+RAW_DAYS_LOOKED_AT = 2
+
+
+def newest_raw_object_at(now: datetime | None = None) -> datetime | None:
+    """Return the time in the newest raw object's key (today's or yesterday's partitions); None when there is none.
+
+    Only the last RAW_DAYS_LOOKED_AT days' prefixes are listed, so that a years-old raw zone is not listed on
+    every page view. Raises what the lake raises.
+    """
+    from cloud.backends import get_backend
+
+    lake, now = get_backend("lake"), now or timezone.now()
+    for back in range(RAW_DAYS_LOOKED_AT):
+        day = now - timedelta(days=back)
+        listed = lake.list_objects(f"{RAW_PREFIX}{day:year=%Y/month=%m/day=%d/}")
+        found = [RAW_KEY_TIME.search(info.key) for info in listed]
+        stamps = [datetime.strptime(match[1], "%Y-%m-%d-%H-%M-%S").replace(tzinfo=UTC) for match in found if match]
+        if stamps:
+            return max(stamps)
+    return None
+
+
+def ingest_lag(latest: list[dict[str, Any]], now: datetime | None = None) -> dict[str, Any]:
+    """Return {"object_at", "since_object_s", "transport_s", "error"} for the overview's ingest line.
+
+    since_object_s: seconds since the newest raw object's key time (when its buffer opened: it landed within
+    them); transport_s: the newest reading's arrival minus its own timestamp (device to lake); each None when
+    unknown. latest is latest_readings_safe()'s list, newest first.
+    """
+    now = now or timezone.now()
+    lag: dict[str, Any] = {"object_at": None, "since_object_s": None, "transport_s": None, "error": None}
+    try:
+        lag["object_at"] = newest_raw_object_at(now)
+    except Exception as exc:
+        lag["error"] = _failure("the raw zone", exc)
+    if lag["object_at"] is not None:
+        lag["since_object_s"] = max(0.0, (now - lag["object_at"]).total_seconds())
+    reading = latest[0]["reading"] if latest else {}
+    sent, arrived = _aware(reading.get("timestamp")), _aware(reading.get("received_at"))
+    if sent is not None and arrived is not None:
+        lag["transport_s"] = (arrived - sent).total_seconds()
+    return lag
+
+
+def _aware(value: Any) -> datetime | None:
+    stamp = iso(value)
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
 
 
 def aggregates(values: dict[str, list]) -> dict[str, dict[str, float | None]]:

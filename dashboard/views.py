@@ -49,6 +49,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         "offline_count": len(rows) - online,
         "per_minute": selectors.readings_per_minute(rows),
         "newest_arrival": selectors.newest_arrival(rows),
+        "ingest_lag": selectors.ingest_lag(latest),
         "latest": latest,
         "latest_metrics": metrics_meta(selectors.reading_metrics([item["reading"] for item in latest])),
         "lake_error": activity_error or readings_error,

@@ -27,9 +27,15 @@ class PipelineRun(models.Model):
     params = models.JSONField(default=dict, blank=True)
     result = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
+    # The run's log, oldest first: [{"t": ISO time, "level": "info"|"warning"|"error", "message"}], the newest
+    # LOG_LINES only, so that a long training run cannot grow the row without bound.
+    log = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    LOG_LINES = 200
+    LOG_MESSAGE_CHARS = 500
 
     class Meta:
         ordering = ["-created_at"]
@@ -48,6 +54,12 @@ class PipelineRun(models.Model):
             return None
         end = self.finished_at or timezone.now()
         return (end - self.started_at).total_seconds()
+
+    @classmethod
+    def log_with(cls, log: list[dict], message: str, level: str = "info") -> list[dict]:
+        """Return log with one line {t, level, message} appended, cut to the newest LOG_LINES."""
+        line = {"t": timezone.now().isoformat(), "level": level, "message": message[: cls.LOG_MESSAGE_CHARS]}
+        return [*log, line][-cls.LOG_LINES :]
 
 
 class CatalogTable(models.Model):

@@ -113,6 +113,19 @@ def test_login_page_renders_and_signs_in(client, user):
     assert client.get(reverse("dashboard:overview")).status_code == 200
 
 
+def test_the_nav_logout_form_signs_out(client, user):
+    client.post(reverse("login"), {"username": "operator", "password": "pw-operator"})
+    page = client.get(reverse("dashboard:overview")).content.decode()
+    forms = [(tag, body) for tag, body in re.findall(r"<form([^>]*)>(.*?)</form>", page, re.S) if "Log out" in body]
+    assert len(forms) == 1, forms  # the nav's form
+    tag, body = forms[0]
+    assert f'action="{reverse("logout")}"' in tag and 'method="post"' in tag and "csrfmiddlewaretoken" in body
+    response = client.post(reverse("logout"), follow=True)
+    assert response.status_code == 200 and response.redirect_chain[-1][0].startswith(reverse("login"))
+    assert "Sign in" in response.content.decode() and "_auth_user_id" not in client.session
+    assert client.get(reverse("dashboard:overview"))["Location"].startswith(reverse("login"))
+
+
 # --- pages on an empty system --------------------------------------------------
 
 
@@ -613,6 +626,25 @@ def test_overview_shows_online_counts_rate_health_and_alarms(signed_in, lake, de
     assert 'id="overview-alarms"' in text and "PM 90 &gt; 50" in text
     assert f'data-health-url="{reverse("healthz")}"' in text and "newest reading reached the lake" in text
     assert '<span class="count" title="active alarms">1</span>' in text
+
+
+def test_overview_shows_ingest_lag_since_the_newest_object_and_from_device_to_lake(signed_in, lake, device):
+    from dashboard.selectors import ingest_lag, latest_readings_safe
+    from tests.telemetry_helpers import put_raw, reading
+
+    assert "no raw object in the last two days" in signed_in.get(reverse("dashboard:overview")).content.decode()
+    now = timezone.now()
+    sent = now - timedelta(seconds=100)
+    late = reading(device.name, sent, received_at=int((sent + timedelta(seconds=2.5)).timestamp() * 1000))
+    put_raw(lake, [reading(device.name, sent - timedelta(seconds=60))], arrived=now - timedelta(hours=3))
+    put_raw(lake, [late], arrived=now - timedelta(seconds=95))  # the newest object: its key says 95 s ago
+
+    lag = ingest_lag(latest_readings_safe([device.name])[0], now)
+    assert lag["object_at"] == (now - timedelta(seconds=95)).replace(microsecond=0)
+    assert 95 <= lag["since_object_s"] < 96 and lag["transport_s"] == pytest.approx(2.5, abs=0.001)
+    text = signed_in.get(reverse("dashboard:overview")).content.decode()
+    assert re.search(r'newest raw object landed within the last <strong class="lag-object"[^>]*>1 min 3[5-9] s<', text)
+    assert '<strong class="lag-transport" title="its arrival time minus its own timestamp">2.5 s</strong>' in text
 
 
 def test_only_admins_change_the_schedule_and_the_page_shows_it(client, user, staff, lake, settings):

@@ -33,6 +33,12 @@ def recent_readings(device: str, minutes: int, **values) -> list[dict]:
     return [reading(device, now - timedelta(minutes=m), **values) for m in range(minutes, -1, -1)]
 
 
+def wait_for_health(page) -> None:
+    """Wait until the overview's pipeline health has answered (its rows replace "checking…")."""
+    expect(page.locator("#health-status")).to_have_text(re.compile(r"^checked "), timeout=30_000)
+    expect(page.locator("#health-checks .badge").first).to_be_visible()
+
+
 def test_login_then_every_page_renders_with_local_times_and_nothing_offsite(browser, lake):
     page = browser.goto("/devices/")
     expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/devices/"))
@@ -52,6 +58,10 @@ def test_login_then_every_page_renders_with_local_times_and_nothing_offsite(brow
     stamp = page.locator("table time.ts").first
     expect(stamp).to_have_attribute("title", re.compile(r"UTC$"))
     assert "UTC" not in stamp.inner_text()  # shown in the viewer's zone, UTC on hover
+    expect(page.locator("#ingest-lag")).to_contain_text(
+        re.compile(r"newest raw object landed within the last \d+(\.\d)? s")
+    )
+    wait_for_health(page)
     browser.screenshot("overview")
 
     for path, heading, shot in [
@@ -64,7 +74,7 @@ def test_login_then_every_page_renders_with_local_times_and_nothing_offsite(brow
         expect(page.locator("h1")).to_have_text(heading)
         browser.screenshot(shot)
     page.set_viewport_size(TABLET)
-    browser.goto("/")
+    wait_for_health(browser.goto("/"))
     browser.screenshot("overview-tablet")
     overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0, "the overview scrolls sideways at tablet width"

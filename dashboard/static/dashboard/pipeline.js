@@ -10,6 +10,14 @@
   const ACTIVE_MS = 3000;
   const IDLE_MS = 15000; // still look now and then: the scheduler queues runs on its own
   let timer = null;
+  // Which runs' logs are expanded, so that the 3 s redraw does not fold them up under the reader.
+  const openLogs = new Set();
+  body.addEventListener("toggle", function (event) {
+    const details = event.target;
+    if (!details.classList || !details.classList.contains("run-log")) return;
+    if (details.open) openLogs.add(details.dataset.run);
+    else openLogs.delete(details.dataset.run);
+  }, true);
 
   function cell(row, ...children) {
     const td = document.createElement("td");
@@ -62,6 +70,33 @@
       details.append(head, pre);
       td.append(details);
     }
+    if (run.log && run.log.length) td.append(logDetails(run));
+  }
+
+  /* The run's log lines, collapsed unless the operator had opened them before this redraw. */
+  function logDetails(run) {
+    const details = document.createElement("details");
+    details.className = "run-log";
+    details.dataset.run = run.id;
+    details.open = openLogs.has(String(run.id));
+    const head = document.createElement("summary");
+    head.textContent = "log (" + run.log.length + " line" + (run.log.length === 1 ? "" : "s") + ")";
+    const list = document.createElement("ol");
+    list.className = "log-lines";
+    run.log.forEach(function (line) {
+      const item = document.createElement("li");
+      item.className = "log-" + line.level;
+      const level = document.createElement("span");
+      level.className = "log-level";
+      level.textContent = line.level;
+      const message = document.createElement("span");
+      message.className = "log-message";
+      message.textContent = line.message;
+      item.append(timeElement(line.t), " ", level, " ", message);
+      list.append(item);
+    });
+    details.append(head, list);
+    return details;
   }
 
   function render(runs) {
