@@ -102,6 +102,28 @@ class BrokerEndpoint:
     port: int
 
 
+@dataclass(frozen=True)
+class TopicRuleSpec:
+    """An IoT topic rule with its Firehose delivery stream (devices.models.TopicRule, as the backends see it)."""
+
+    name: str
+    where: str = ""
+    enabled: bool = True
+    buffer_size_mb: int = 5
+    buffer_interval_s: int = 300
+    prefix: str = "raw/"
+    error_prefix: str = "errors/"
+
+
+@dataclass(frozen=True)
+class TopicRuleDeployment:
+    """Where a deployed rule lives (an ARN, or the local ingest), and what the operator must know about it."""
+
+    location: str
+    message: str
+    restart_needed: bool = False
+
+
 class DeviceIdentity(ABC):
     """Issues device certificates and says where devices connect (IoT Core or the project CA)."""
 
@@ -122,6 +144,13 @@ class DeviceIdentity(ABC):
         """Set a certificate ACTIVE, INACTIVE (reversible) or REVOKED (final), as IoT Core's update_certificate.
 
         INACTIVE and REVOKED take effect on the broker at once and drop the thing's live connections.
+        """
+
+    @abstractmethod
+    def apply_topic_rule(self, rule: TopicRuleSpec, lake: Lake) -> TopicRuleDeployment:
+        """Create or replace the topic rule and its delivery stream writing into lake; say where it lives.
+
+        Idempotent, so deploying again retries a failed deployment. Raises BackendError when it cannot deploy.
         """
 
 
@@ -253,6 +282,8 @@ class TrainingSpec:
     hyperparameters: dict[str, str]
     output_prefix: str
     dynamic_feat: tuple[str, ...] = ()  # names of the channels' calendar features, recorded with the model
+    # Where the model comes from (dataset, metric, devices, freq, code version ...), stored with the artifact.
+    lineage: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

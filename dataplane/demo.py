@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import sys
 from dataclasses import dataclass
@@ -55,8 +54,8 @@ def _redis_answers(port: int) -> bool:
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
-    """Return the ports and paths this demo run uses (reuse Redis on 6379 when it answers)."""
-    reuse = _redis_answers(6379)
+    """Return the ports and paths this demo run uses (reuse Redis on 6379 when it answers, unless --own-redis)."""
+    reuse = not args.own_redis and _redis_answers(6379)
     return Plan(
         state_dir=Path(os.environ.get("IOTCAST_STATE_DIR", REPO / "var")).resolve(),
         redis_port=6379 if reuse else _port(6379),
@@ -96,14 +95,13 @@ def manage(name: str, *args: str) -> ProcessSpec:
 
 def services(plan: Plan) -> list[tuple[ProcessSpec, int | None]]:
     """Return the long-running processes with the port each must open before the next starts."""
-    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     specs: list[tuple[ProcessSpec, int | None]] = []
     if not plan.reuse_redis:
         redis_argv = ["redis-server", "--port", str(plan.redis_port), "--bind", "127.0.0.1", "--save", ""]
         specs.append((ProcessSpec("redis", redis_argv), plan.redis_port))
-    specs.append(
-        (ProcessSpec("broker", [mosquitto, "-c", str(plan.state_dir / "broker" / "mosquitto.conf")]), plan.broker_port)
-    )
+    # dataplane.broker restores the ingest's shared subscriptions from the persisted sessions, then execs mosquitto.
+    broker_argv = [PYTHON, "-m", "dataplane.broker", str(plan.state_dir / "broker" / "mosquitto.conf")]
+    specs.append((ProcessSpec("broker", broker_argv), plan.broker_port))
     if plan.lake == "s3":
         specs.append(
             (
@@ -237,6 +235,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--history-days", type=int, default=30, help="days of simulated hourly history to backfill")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between each agent's readings")
+    parser.add_argument(
+        "--own-redis",
+        action="store_true",
+        help="start a private Redis on a free port even when one answers on 6379 (keeps two demos' queues apart)",
+    )
     return parser.parse_args(argv)
 
 

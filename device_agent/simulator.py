@@ -20,7 +20,10 @@ import random
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
+
+# datetime.UTC needs Python 3.11; the agent also runs on devices with 3.10.
+UTC = timezone.utc
 
 POLLUTANTS = ("ozone", "particulate_matter", "carbon_monoxide", "sulfur_dioxide", "nitrogen_dioxide")
 GRID = timedelta(minutes=10)

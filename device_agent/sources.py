@@ -16,12 +16,15 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
 
 from device_agent.simulator import AirQualitySimulator
 from device_agent.telemetry import encode, telemetry_message
+
+# datetime.UTC needs Python 3.11; the agent also runs on devices with 3.10.
+UTC = timezone.utc
 
 # IoT Core refuses larger payloads; a single reading over it could never be delivered.
 MAX_PAYLOAD_BYTES = 128 * 1024
@@ -116,7 +119,9 @@ def parse_timestamp(value: object) -> datetime:
             seconds = float(value)
             # Epoch milliseconds are 13 digits today; seconds stay below 1e11 until the year 5138.
             return datetime.fromtimestamp(seconds / 1000 if seconds > 1e11 else seconds, UTC)
-        when = datetime.fromisoformat(str(value).strip())
+        text = str(value).strip()
+        # Python 3.10's fromisoformat does not take the "Z" suffix (3.11's does).
+        when = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text)
     except (ValueError, OverflowError, OSError):
         raise BadLine(f"timestamp {value!r} is neither ISO-8601 nor epoch seconds") from None
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime, timezone
+
+# datetime.UTC needs Python 3.11; the agent also runs on devices with 3.10.
+UTC = timezone.utc
 
 
 def format_timestamp(when: datetime) -> str:

@@ -27,7 +27,7 @@ class DeviceCertificateInline(admin.TabularInline):
 
 @admin.register(Device)
 class DeviceAdmin(admin.ModelAdmin):
-    list_display = ("name", "device_type", "status", "latitude", "longitude", "created_at")
+    list_display = ("name", "device_type", "status", "latitude", "longitude", "last_seen_at", "created_at")
     list_filter = ("status", "device_type")
     search_fields = ("name",)
     inlines = [DeviceCertificateInline]
@@ -36,7 +36,7 @@ class DeviceAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Device | None = None) -> tuple:
         # The name is the certificate's CN and the topic level; the status changes only through the actions,
         # which also tell the broker.
-        return ("name", "status", "created_at") if obj else ("status",)
+        return ("name", "status", "created_at", "last_seen_at", "last_message") if obj else ("status",)
 
     @admin.action(description="Disable (drop their connections, refuse new ones)")
     def disable_devices(self, request: HttpRequest, queryset) -> None:
@@ -129,7 +129,7 @@ class DeviceCertificateAdmin(admin.ModelAdmin):
 
 @admin.register(TopicRule)
 class TopicRuleAdmin(admin.ModelAdmin):
-    """The IoT rule + delivery stream the ingest applies (run_ingest --rule NAME; restart it after a change)."""
+    """The IoT rule + delivery stream; saving deploys it through the identity backend (services.topic_rule_deploy)."""
 
     list_display = ("name", "enabled", "where", "buffer_size_mb", "buffer_interval_s", "updated_at")
     readonly_fields = ("sql", "updated_at")
@@ -144,3 +144,14 @@ class TopicRuleAdmin(admin.ModelAdmin):
         "error_output_prefix",
         "updated_at",
     )
+
+    def save_model(self, request: HttpRequest, obj: TopicRule, form, change: bool) -> None:
+        # The form has validated the fields; the service saves and deploys (IoT rule + Firehose on aws).
+        try:
+            deployment = services.topic_rule_deploy(obj)
+        except BackendError as exc:
+            self.message_user(request, f"Saved, but not deployed: {exc}. Save again to retry.", messages.ERROR)
+            return
+        level = messages.WARNING if deployment.restart_needed else messages.INFO
+        restart = " Restart the ingest to apply it." if deployment.restart_needed else ""
+        self.message_user(request, f"Deployed to {deployment.location}. {deployment.message}{restart}", level)

@@ -1,4 +1,5 @@
-"""REST views: register devices (one, or many from a CSV), list and show them, kits, rotation, revocation, disabling."""
+"""REST views: register devices (one, or many from a CSV), list and show them, kits, rotation, revocation, disabling;
+topic rules (saving one deploys it)."""
 
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +19,7 @@ from rest_framework.views import APIView
 from cloud.interfaces import BackendError
 from dashboard.roles import IsAdminRoleOrReadOnly
 from devices import selectors, services
-from devices.models import Device, DeviceCertificate
+from devices.models import Device, DeviceCertificate, TopicRule
 from devices.serializers import (
     CertificateOutputSerializer,
     CertificateRotateOutputSerializer,
@@ -27,6 +28,9 @@ from devices.serializers import (
     DeviceOutputSerializer,
     DevicesBulkInputSerializer,
     DeviceStatusInputSerializer,
+    TopicRuleDeployOutputSerializer,
+    TopicRuleInputSerializer,
+    TopicRuleOutputSerializer,
 )
 
 _ZIP = OpenApiResponse(OpenApiTypes.BINARY, description="application/zip: one <name>-kit/ folder per device")
@@ -141,6 +145,39 @@ class DevicesBulkApi(APIView):
         rows = _call(services.devices_parse_csv, text)
         registered = _call(services.devices_register_bulk, rows)
         return _zip_response(services.devices_kits_zip(registered), "iotcast-kits.zip", status.HTTP_201_CREATED)
+
+
+class TopicRuleCollectionApi(APIView):
+    """GET lists the topic rules (IoT rule + Firehose delivery stream)."""
+
+    permission_classes = [IsAdminRoleOrReadOnly]
+
+    @extend_schema(responses=TopicRuleOutputSerializer(many=True), operation_id="topic_rules_list")
+    def get(self, request: Request) -> Response:
+        return Response(TopicRuleOutputSerializer(selectors.topic_rule_list(), many=True).data)
+
+
+class TopicRuleDetailApi(APIView):
+    """GET one rule; PUT creates or changes it and deploys it (aws: IoT rule + Firehose; local: the ingest reloads)."""
+
+    permission_classes = [IsAdminRoleOrReadOnly]
+
+    @extend_schema(responses=TopicRuleOutputSerializer, operation_id="topic_rules_retrieve")
+    def get(self, request: Request, name: str) -> Response:
+        try:
+            return Response(TopicRuleOutputSerializer(selectors.topic_rule_detail(name)).data)
+        except TopicRule.DoesNotExist as exc:
+            raise NotFound(f"No topic rule {name}.") from exc
+
+    @extend_schema(
+        request=TopicRuleInputSerializer, responses=TopicRuleDeployOutputSerializer, operation_id="topic_rules_put"
+    )
+    def put(self, request: Request, name: str) -> Response:
+        data = TopicRuleInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        rule, deployment = _call(services.topic_rule_put, name, **data.validated_data)
+        rule.deployment = deployment
+        return Response(TopicRuleDeployOutputSerializer(rule).data)
 
 
 def _device(device_id: int) -> Device:

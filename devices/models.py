@@ -1,5 +1,7 @@
 """Devices (things) and the certificates that identify them."""
 
+import json
+
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -33,12 +35,21 @@ class Device(models.Model):
     longitude = models.FloatField(null=True, blank=True)
     attributes = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set by the ingest once per flushed object (not per message): when the device's latest durable
+    # record arrived, and that record (capped in size; see dataplane.ingest.directory).
+    last_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_message = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def last_message_json(self) -> str:
+        """Return last_message as compact JSON text (empty when there is none), for display."""
+        return json.dumps(self.last_message, separators=(",", ":")) if self.last_message else ""
 
     @property
     def telemetry_topic(self) -> str:
@@ -68,23 +79,42 @@ class DeviceCertificate(models.Model):
 
 
 def validate_where(text: str) -> None:
-    """Raise ValidationError when text is not a WHERE clause the ingest can evaluate."""
+    """Raise ValidationError when text is not a WHERE clause the ingest can evaluate.
+
+    Comparing a measurement with a string is refused: it would let text into a numeric column.
+    """
+    # The ETL's contract: these fields are numeric columns of the lake (lazy: the module loads DuckDB).
+    from cloud.local.duckdb_telemetry import DEFAULT_METRICS, LOCATION_COLUMNS
+
     try:
-        compile_where(text)
+        compiled = compile_where(text)
     except WhereError as exc:
         raise ValidationError(str(exc)) from exc
+    numeric = sorted((compiled.string_fields if compiled else set()) & {*DEFAULT_METRICS, *LOCATION_COLUMNS})
+    if numeric:
+        raise ValidationError(f"{', '.join(numeric)} hold numbers: compare them with a number, not a string.")
+
+
+# The rule the ingest applies unless told another (manage.py run_ingest --rule).
+DEFAULT_TOPIC_RULE = "iotcast-telemetry"
 
 
 class TopicRule(models.Model):
     """The IoT rule and its Firehose delivery stream, as the ingest service applies them.
 
     SELECT *, topic(3) AS device_id, timestamp() AS received_at FROM 'dt/iotcast/+/telemetry' [WHERE ...]
-    The ingest reads its rule when it starts: restart it to apply a change.
+    A payload field the WHERE compares with a string (site = 'harbour') may hold short text: it is used
+    to select and is not stored (the lake holds numbers); other payload strings are processing-failed.
+    Saved through devices.services.topic_rule_deploy, which deploys it (aws: IoT rule + Firehose stream);
+    the local ingest (run_ingest --rule NAME) re-reads it whenever it changes.
     """
 
     name = models.CharField(max_length=128, unique=True, validators=[THING_NAME_VALIDATOR])
     where = models.TextField(
-        blank=True, validators=[validate_where], help_text="e.g. ozone >= 0 AND (site = 'harbour' OR pm IS NOT NULL)"
+        blank=True,
+        validators=[validate_where],
+        help_text="e.g. ozone >= 0 AND (site = 'harbour' OR particulate_matter IS NOT NULL). "
+        "A field compared with a string (site) may hold text in the payload: it selects readings and is not stored.",
     )
     enabled = models.BooleanField(default=True)
     buffer_size_mb = models.PositiveSmallIntegerField(

@@ -43,6 +43,16 @@ def certificate_get(certificate_id: str) -> DeviceCertificate:
     return DeviceCertificate.objects.select_related("device").get(certificate_id=certificate_id)
 
 
+def topic_rule_list() -> QuerySet[TopicRule]:
+    """Return every topic rule ordered by name."""
+    return TopicRule.objects.order_by("name")
+
+
+def topic_rule_detail(name: str) -> TopicRule:
+    """Return the topic rule named name, enabled or not. Raises TopicRule.DoesNotExist."""
+    return TopicRule.objects.get(name=name)
+
+
 def topic_rule_get(name: str) -> TopicRule | None:
     """Return the enabled topic rule named name, or None when there is none (or the database is not set up)."""
     try:
@@ -50,3 +60,11 @@ def topic_rule_get(name: str) -> TopicRule | None:
     except DatabaseError as exc:  # e.g. an ingest started before migrate: run with the defaults
         log.warning("cannot read topic rule %r (%s); using the defaults", name, exc)
         return None
+
+
+def topic_rule_version(name: str) -> tuple | None:
+    """Return what changes when the rule named name is saved or its state changes (None: no such rule).
+
+    Raises DatabaseError when the registry cannot be read.
+    """
+    return TopicRule.objects.filter(name=name).values_list("updated_at", "enabled", "pk").first()

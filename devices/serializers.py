@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from devices.models import THING_NAME_VALIDATOR, Device, DeviceCertificate
+from devices.models import THING_NAME_VALIDATOR, Device, DeviceCertificate, TopicRule
 
 
 class DeviceCreateInputSerializer(serializers.Serializer):
@@ -34,6 +34,8 @@ class DeviceOutputSerializer(serializers.ModelSerializer):
             "longitude",
             "attributes",
             "created_at",
+            "last_seen_at",
+            "last_message",
             "telemetry_topic",
             "certificates",
         ]
@@ -72,3 +74,45 @@ class DevicesBulkInputSerializer(serializers.Serializer):
     file = serializers.FileField(
         help_text="CSV with a header: name (required), device_type, latitude, longitude; other columns are attributes"
     )
+
+
+class TopicRuleInputSerializer(serializers.Serializer):
+    """Fields to set (the model validates them; Firehose's ranges for the hints); missing ones keep their values."""
+
+    where = serializers.CharField(required=False, allow_blank=True)
+    enabled = serializers.BooleanField(required=False)
+    buffer_size_mb = serializers.IntegerField(required=False, min_value=1, max_value=128)
+    buffer_interval_s = serializers.IntegerField(required=False, min_value=0, max_value=900)
+    prefix = serializers.CharField(required=False, max_length=256)
+    error_output_prefix = serializers.CharField(required=False, max_length=256)
+
+
+class TopicRuleDeploymentSerializer(serializers.Serializer):
+    location = serializers.CharField()
+    message = serializers.CharField()
+    restart_needed = serializers.BooleanField()
+
+
+class TopicRuleOutputSerializer(serializers.ModelSerializer):
+    sql = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = TopicRule
+        fields = [
+            "name",
+            "enabled",
+            "where",
+            "sql",
+            "buffer_size_mb",
+            "buffer_interval_s",
+            "prefix",
+            "error_output_prefix",
+            "updated_at",
+        ]
+
+
+class TopicRuleDeployOutputSerializer(TopicRuleOutputSerializer):
+    deployment = TopicRuleDeploymentSerializer(read_only=True)
+
+    class Meta(TopicRuleOutputSerializer.Meta):
+        fields = [*TopicRuleOutputSerializer.Meta.fields, "deployment"]

@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import tempfile
+import threading
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, close_old_connections, transaction
 from django.utils import timezone
 
 from cloud.backends import get_backend
-from cloud.interfaces import DeviceCredentials
+from cloud.interfaces import DeviceCredentials, TopicRuleDeployment, TopicRuleSpec
+from dataplane.ingest.delivery import DeliveryStream
+from dataplane.ingest.directory import DeviceSeenRecorder
+from dataplane.ingest.service import IngestService
 from device_agent.kit import kit_metadata, write_kit
-from devices.models import Device, DeviceCertificate
+from devices.models import Device, DeviceCertificate, TopicRule
+
+log = logging.getLogger("devices")
 
 
 def _validate_position(latitude: float | None, longitude: float | None) -> None:
@@ -164,6 +173,116 @@ def device_set_status(device: Device, status: str) -> Device:
     device.status = status
     device.save(update_fields=["status"])
     return device
+
+
+# --- last seen / last message, as the ingest reports them ---------------------------------------
+def device_seen_update(seen: dict[str, tuple[int, dict[str, Any]]]) -> int:
+    """Set last_seen_at (from received_at ms) and last_message of the named devices; return how many changed.
+
+    One SELECT and one bulk UPDATE (per 500 devices) per call: the ingest calls it once per written object. A device
+    whose stored last_seen_at is already later keeps its values (another worker flushed newer data);
+    names missing from the registry are ignored.
+    """
+    changed = []
+    for device in Device.objects.filter(name__in=seen).only("id", "name", "last_seen_at"):
+        received_at_ms, record = seen[device.name]
+        at = datetime.fromtimestamp(received_at_ms / 1000, UTC)
+        if device.last_seen_at is None or device.last_seen_at <= at:
+            device.last_seen_at, device.last_message = at, record
+            changed.append(device)
+    Device.objects.bulk_update(changed, ["last_seen_at", "last_message"], batch_size=500)
+    return len(changed)
+
+
+def ingest_track_devices(stream: DeliveryStream) -> None:
+    """Make the ingest's delivery stream keep Device.last_seen_at/last_message after each durable object."""
+    stream.add_durable_listener(DeviceSeenRecorder(_device_seen_update_from_ingest))
+
+
+def _device_seen_update_from_ingest(seen: dict[str, tuple[int, dict[str, Any]]]) -> int:
+    # The ingest's threads live outside any request: release (or replace a broken) connection as a request would.
+    try:
+        return device_seen_update(seen)
+    finally:
+        close_old_connections()
+
+
+def ingest_run(
+    stop: threading.Event,
+    make_service: Callable[[], IngestService],
+    rule_version: Callable[[], object],
+    refresh_s: float = 5.0,
+    say: Callable[[str], object] = log.info,
+) -> IngestService:
+    """Run the ingest until stop is set, restarting it whenever rule_version() changes; return the last service.
+
+    A restart writes the buffers and acks them before the new service (same client id, same
+    persistent session) reconnects, so messages in between are redelivered, not lost. The old
+    service keeps running when the new one cannot be built (e.g. a WHERE that does not compile).
+    """
+    version = _read_version(rule_version, None)
+    service = make_service()
+    service.start()
+    while not stop.wait(refresh_s):
+        current = _read_version(rule_version, version)
+        if current == version:
+            continue
+        try:
+            replacement = make_service()
+        except Exception as exc:
+            say(f"topic rule changed but cannot be applied ({exc}); keeping the running ingest")
+            version = current
+            continue
+        say("topic rule changed: writing the buffered records, then restarting the ingest with the new rule")
+        service.stop(flush=True)
+        service, version = replacement, current
+        service.start()
+    return service
+
+
+def _read_version(rule_version: Callable[[], object], last: object) -> object:
+    try:
+        return rule_version()
+    except Exception:  # the registry is down: keep running as we are
+        log.exception("cannot read the topic rule; keeping the running ingest")
+        return last
+
+
+# --- topic rules ----------------------------------------------------------------------------------
+def topic_rule_spec(rule: TopicRule) -> TopicRuleSpec:
+    """Return rule as the identity backends take it."""
+    return TopicRuleSpec(
+        name=rule.name,
+        where=rule.where,
+        enabled=rule.enabled,
+        buffer_size_mb=rule.buffer_size_mb,
+        buffer_interval_s=rule.buffer_interval_s,
+        prefix=rule.prefix,
+        error_prefix=rule.error_output_prefix,
+    )
+
+
+def topic_rule_deploy(rule: TopicRule) -> TopicRuleDeployment:
+    """Validate and save rule, then create or replace it (and its delivery stream) through the identity backend.
+
+    Returns what the backend says about the deployment. Raises ValidationError for invalid fields
+    (nothing saved), BackendError when the backend cannot deploy: the row stays saved as the
+    wanted state, so deploying again (saving again) retries.
+    """
+    rule.full_clean()
+    rule.save()
+    return get_backend("identity").apply_topic_rule(topic_rule_spec(rule), get_backend("lake"))
+
+
+def topic_rule_put(name: str, **fields: Any) -> tuple[TopicRule, TopicRuleDeployment]:
+    """Create the rule named name or replace its fields (the others keep their values), then deploy it.
+
+    Returns the rule and its deployment; raises as topic_rule_deploy.
+    """
+    rule = TopicRule.objects.filter(name=name).first() or TopicRule(name=name)
+    for field, value in fields.items():
+        setattr(rule, field, value)
+    return rule, topic_rule_deploy(rule)
 
 
 # --- bulk registration from CSV ------------------------------------------------------------

@@ -10,6 +10,8 @@ from devices.api import (
     DeviceKitApi,
     DevicesBulkApi,
     DeviceStatusApi,
+    TopicRuleCollectionApi,
+    TopicRuleDetailApi,
 )
 
 app_name = "devices"
@@ -21,5 +23,7 @@ urlpatterns = [
     path("devices/<int:device_id>/status/", DeviceStatusApi.as_view(), name="device-status"),
     path("devices/<int:device_id>/certificates/", DeviceCertificateCollectionApi.as_view(), name="device-certificates"),
     path("devices/<int:device_id>/kit/", DeviceKitApi.as_view(), name="device-kit"),
+    path("topic-rules/", TopicRuleCollectionApi.as_view(), name="topic-rule-collection"),
+    path("topic-rules/<str:name>/", TopicRuleDetailApi.as_view(), name="topic-rule-detail"),
     path("certificates/<str:certificate_id>/revoke/", CertificateRevokeApi.as_view(), name="certificate-revoke"),
 ]

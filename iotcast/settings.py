@@ -119,7 +119,8 @@ BROKER_HOST = env_str("IOTCAST_BROKER_HOST", "127.0.0.1")
 BROKER_PORT = env_int("IOTCAST_BROKER_PORT", 8883, minimum=1, maximum=65535)
 TELEMETRY_TOPIC_FILTER = "dt/iotcast/+/telemetry"
 INGEST_BUFFER_SIZE_MB = env_int("IOTCAST_BUFFER_SIZE_MB", 5, minimum=1, maximum=128)
-INGEST_BUFFER_INTERVAL_S = env_int("IOTCAST_BUFFER_INTERVAL_S", 60, minimum=0, maximum=900)
+# Firehose's defaults (SizeInMBs 5, IntervalInSeconds 300); the demo's topic rule uses a short interval.
+INGEST_BUFFER_INTERVAL_S = env_int("IOTCAST_BUFFER_INTERVAL_S", 300, minimum=0, maximum=900)
 ENDPOINT_SERVER_URL = env_str("IOTCAST_ENDPOINT_SERVER_URL", "http://127.0.0.1:8080")
 LAKE_URL = env_str("IOTCAST_LAKE_URL", f"file://{STATE_DIR / 'lake'}")
 AWS_REGION = env_str("AWS_REGION", env_str("AWS_DEFAULT_REGION", "us-east-1"))
@@ -168,9 +169,14 @@ _GLUE_ROLE_ARN = env_str("IOTCAST_GLUE_ROLE_ARN", "")
 _GLUE_DATABASE = env_str("IOTCAST_GLUE_DATABASE", "iotcast")
 # The SageMaker execution role for training jobs and hosted models.
 _SAGEMAKER_ROLE_ARN = env_str("IOTCAST_SAGEMAKER_ROLE_ARN", "")
+# The role the IoT rule's Firehose action and the Firehose stream assume (topic rules deploy with it).
+_FIREHOSE_ROLE_ARN = env_str("IOTCAST_FIREHOSE_ROLE_ARN", "")
 _AWS_BACKENDS = {
     "lake": _LAKE,
-    "identity": {"BACKEND": "cloud.aws.identity.IoTCoreIdentity", "OPTIONS": {"region": AWS_REGION}},
+    "identity": {
+        "BACKEND": "cloud.aws.identity.IoTCoreIdentity",
+        "OPTIONS": {"region": AWS_REGION, "delivery_role_arn": _FIREHOSE_ROLE_ARN},
+    },
     "catalog": {
         "BACKEND": "cloud.aws.catalog.GlueCrawler",
         "OPTIONS": {

@@ -4,7 +4,8 @@ register_thing: create_thing, create_keys_and_certificate (active), create_polic
 ${iot:Connection.Thing.ThingName}, attach_policy to the certificate, attach_thing_principal.
 Rotation adds a certificate the same way; update_certificate sets ACTIVE, INACTIVE or REVOKED.
 The broker endpoint is describe_endpoint(endpointType="iot:Data-ATS") on port 8883.
-deploy_topic_rule creates the Firehose delivery stream and the IoT rule feeding it.
+deploy_topic_rule creates (or updates) the Firehose delivery stream and creates (or replaces) the
+IoT rule feeding it; apply_topic_rule does so for a TopicRuleSpec, into the S3 lake's bucket and prefix.
 """
 
 from __future__ import annotations
@@ -21,7 +22,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from cloud.interfaces import CERTIFICATE_STATES, BackendError, BrokerEndpoint, DeviceCredentials, DeviceIdentity
+from cloud.interfaces import (
+    CERTIFICATE_STATES,
+    BackendError,
+    BrokerEndpoint,
+    DeviceCredentials,
+    DeviceIdentity,
+    Lake,
+    TopicRuleDeployment,
+    TopicRuleSpec,
+)
 
 MQTT_TLS_PORT = 8883
 DEFAULT_POLICY = "iotcast-device"
@@ -55,9 +65,13 @@ def amazon_root_ca() -> str:
 class IoTCoreIdentity(DeviceIdentity):
     """Things and X.509 certificates in AWS IoT Core."""
 
-    def __init__(self, region: str = "us-east-1", policy_name: str = DEFAULT_POLICY) -> None:
+    def __init__(
+        self, region: str = "us-east-1", policy_name: str = DEFAULT_POLICY, delivery_role_arn: str = ""
+    ) -> None:
+        """delivery_role_arn: the role IoT Core assumes to put to Firehose and Firehose assumes to write S3."""
         self.region = region
         self.policy_name = policy_name
+        self.delivery_role_arn = delivery_role_arn
 
     @cached_property
     def _iot(self) -> Any:
@@ -111,6 +125,27 @@ class IoTCoreIdentity(DeviceIdentity):
             self._iot.create_policy(policyName=self.policy_name, policyDocument=document)
 
     # --- the topic rule and its delivery stream ------------------------------------------------
+    def apply_topic_rule(self, rule: TopicRuleSpec, lake: Lake) -> TopicRuleDeployment:
+        """Deploy rule as an IoT rule + Firehose stream into the S3 lake's bucket (under its prefix).
+
+        Raises BackendError when the lake is not in S3, no delivery role is configured, or AWS refuses.
+        """
+        bucket = getattr(lake, "bucket", None)
+        if not bucket:
+            raise BackendError(f"a Firehose stream delivers to S3: the lake {getattr(lake, 'url', lake)} is not in S3")
+        if not self.delivery_role_arn:
+            raise BackendError("no Firehose delivery role: set IOTCAST_FIREHOSE_ROLE_ARN (identity delivery_role_arn)")
+        base = f"{lake.prefix.strip('/')}/" if getattr(lake, "prefix", "") else ""
+        hints = {"buffer_size_mb": rule.buffer_size_mb, "buffer_interval_s": rule.buffer_interval_s}
+        arn = self.deploy_topic_rule(
+            rule.name, rule.where, f"arn:aws:s3:::{bucket}", self.delivery_role_arn,
+            f"{base}{rule.prefix}", f"{base}{rule.error_prefix}", enabled=rule.enabled, **hints,
+        )  # fmt: skip
+        state = "enabled" if rule.enabled else "disabled"
+        return TopicRuleDeployment(
+            arn, f"IoT rule {_rule_identifier(rule.name)} ({state}) and Firehose stream deployed"
+        )
+
     def deploy_topic_rule(
         self,
         rule_name: str,
@@ -121,27 +156,55 @@ class IoTCoreIdentity(DeviceIdentity):
         error_prefix: str = "errors/",
         buffer_size_mb: int = 5,
         buffer_interval_s: int = 300,
+        enabled: bool = True,
     ) -> str:
-        """Create the Firehose stream (ExtendedS3, hints, prefixes) and the IoT rule feeding it; return the rule ARN.
+        """Create or update the Firehose stream (ExtendedS3, hints, prefixes), create or replace the IoT rule
+        feeding it; return the rule ARN.
 
         The stream is named after the rule. Raises ValueError for hints outside Firehose's ranges,
         BackendError when AWS refuses.
         """
         if not 1 <= buffer_size_mb <= 128 or not 0 <= buffer_interval_s <= 900:
             raise ValueError("buffering hints: SizeInMBs must be 1-128 and IntervalInSeconds 0-900")
+        destination = _s3_destination(bucket_arn, role_arn, prefix, error_prefix, buffer_size_mb, buffer_interval_s)
+        self._put_delivery_stream(rule_name, destination)
+        payload = _rule_payload(where, rule_name, role_arn, enabled)
+        identifier = _rule_identifier(rule_name)
+        with _aws_errors(f"create or replace topic rule {rule_name}"):
+            if self._topic_rule_exists(identifier):
+                self._iot.replace_topic_rule(ruleName=identifier, topicRulePayload=payload)
+            else:
+                self._iot.create_topic_rule(ruleName=identifier, topicRulePayload=payload)
+            return self._iot.get_topic_rule(ruleName=identifier)["ruleArn"]
+
+    def _put_delivery_stream(self, name: str, destination: dict[str, Any]) -> None:
         firehose = boto3.client("firehose", region_name=self.region)
-        with _aws_errors(f"create delivery stream {rule_name}"):
-            firehose.create_delivery_stream(
-                DeliveryStreamName=rule_name,
-                DeliveryStreamType="DirectPut",
-                ExtendedS3DestinationConfiguration=_s3_destination(
-                    bucket_arn, role_arn, prefix, error_prefix, buffer_size_mb, buffer_interval_s
-                ),
+        with _aws_errors(f"create or update delivery stream {name}"):
+            try:
+                described = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]
+            except firehose.exceptions.ResourceNotFoundException:
+                firehose.create_delivery_stream(
+                    DeliveryStreamName=name,
+                    DeliveryStreamType="DirectPut",
+                    ExtendedS3DestinationConfiguration=destination,
+                )
+                return
+            firehose.update_destination(
+                DeliveryStreamName=name,
+                CurrentDeliveryStreamVersionId=described["VersionId"],
+                DestinationId=described["Destinations"][0]["DestinationId"],
+                ExtendedS3DestinationUpdate=destination,
             )
-        payload = _rule_payload(where, rule_name, role_arn)
-        with _aws_errors(f"create topic rule {rule_name}"):
-            self._iot.create_topic_rule(ruleName=_rule_identifier(rule_name), topicRulePayload=payload)
-            return self._iot.get_topic_rule(ruleName=_rule_identifier(rule_name))["ruleArn"]
+
+    def _topic_rule_exists(self, identifier: str) -> bool:
+        try:
+            self._iot.get_topic_rule(ruleName=identifier)
+        except ClientError as exc:
+            # IoT Core answers UnauthorizedException for a rule that does not exist; moto ResourceNotFound.
+            if exc.response["Error"]["Code"] in ("ResourceNotFoundException", "UnauthorizedException"):
+                return False
+            raise
+        return True
 
 
 def _rule_identifier(name: str) -> str:
@@ -149,14 +212,14 @@ def _rule_identifier(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
-def _rule_payload(where: str, stream_name: str, role_arn: str) -> dict[str, Any]:
+def _rule_payload(where: str, stream_name: str, role_arn: str, enabled: bool = True) -> dict[str, Any]:
     sql = "SELECT *, topic(3) AS device_id, timestamp() AS received_at FROM 'dt/iotcast/+/telemetry'"
     if where.strip():
         sql += f" WHERE {where.strip()}"
     return {
         "sql": sql,
         "awsIotSqlVersion": "2016-03-23",
-        "ruleDisabled": False,
+        "ruleDisabled": not enabled,
         "actions": [
             {
                 "firehose": {

@@ -23,7 +23,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from cloud.interfaces import CERTIFICATE_STATES, BrokerEndpoint, DeviceCredentials, DeviceIdentity
+from cloud.interfaces import (
+    CERTIFICATE_STATES,
+    BackendError,
+    BrokerEndpoint,
+    DeviceCredentials,
+    DeviceIdentity,
+    Lake,
+    TopicRuleDeployment,
+    TopicRuleSpec,
+)
 
 log = logging.getLogger("cloud.local.identity")
 
@@ -126,6 +135,26 @@ class LocalCertificateAuthority(DeviceIdentity):
                 entries[certificate_id] = {"state": state, "at": datetime.now(UTC).isoformat()}
             self._write_crl(entries)
         self._apply_on_broker(thing_name, drop=state != "ACTIVE")
+
+    def apply_topic_rule(self, rule: TopicRuleSpec, lake: Lake) -> TopicRuleDeployment:
+        """Check that the local ingest can run rule; it needs no provisioning: the ingest is the rule.
+
+        `manage.py run_ingest --rule NAME` reads the rule from the registry and re-reads it when it
+        changes (it writes its buffers, then resubscribes with the new rule, so nothing is lost).
+        Raises BackendError when the WHERE clause does not compile.
+        """
+        from dataplane.ingest.where import WhereError, compile_where
+
+        try:
+            compile_where(rule.where)
+        except WhereError as exc:
+            raise BackendError(f"the ingest cannot apply rule {rule.name}: {exc}") from exc
+        state = "applies" if rule.enabled else "stops applying (defaults from then on)"
+        message = (
+            f"The running ingest (manage.py run_ingest --rule {rule.name}) {state} this rule within a few seconds; "
+            "an ingest started with another --rule ignores it, and --buffer-* options keep precedence over its hints."
+        )
+        return TopicRuleDeployment(f"local ingest -> {getattr(lake, 'url', lake)}", message, restart_needed=False)
 
     def revoked_serials(self) -> dict[str, str]:
         """Return certificate id (serial, hex) -> state (INACTIVE or REVOKED) of every certificate on the CRL."""

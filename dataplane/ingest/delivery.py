@@ -8,12 +8,15 @@ Firehose's naming under a Hive-style prefix (UTC, from the buffer's first arriva
     errors/<error-output-type>/year=YYYY/month=MM/day=DD/hour=HH/iotcast-telemetry-1-...
 
 Each record may carry an opaque ack token (an MQTT message id). A token is reported to on_durable
-once every record put under it is in an object the lake has stored, never before.
+once every record put under it is in an object the lake has stored, never before. Listeners added
+with add_durable_listener() see every written object, with the last record of each device in it
+(how the registry's last seen / last message are kept without a database write per message).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import uuid
@@ -25,6 +28,8 @@ from typing import Any
 from cloud.interfaces import Lake
 from dataplane.ingest.rule import ErrorRecord
 
+log = logging.getLogger("dataplane.ingest")
+
 STREAM_NAME = "iotcast-telemetry"
 STREAM_VERSION = 1
 MIB = 1024 * 1024
@@ -32,12 +37,16 @@ MIB = 1024 * 1024
 
 @dataclass(frozen=True)
 class FlushedObject:
-    """An object the stream wrote: its key, record count, size, and the tokens it made fully durable."""
+    """An object the stream wrote: its key, record count, size, and the tokens it made fully durable.
+
+    last_lines maps each device_id with a record in the object to its latest record's JSON line.
+    """
 
     key: str
     records: int
     size: int
     durable_tokens: list[Hashable]
+    last_lines: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass
@@ -47,6 +56,7 @@ class _Buffer:
     tokens: list[Hashable] = field(default_factory=list)
     size: int = 0
     first_at: float | None = None
+    last_lines: dict[str, bytes] = field(default_factory=dict)  # device_id -> its latest record's line
 
     def add(self, line: bytes, token: Hashable | None, now: float) -> None:
         self.lines.append(line)
@@ -61,6 +71,7 @@ class _Buffer:
         self.lines += newer.lines
         self.tokens += newer.tokens
         self.size += newer.size
+        self.last_lines |= newer.last_lines
 
 
 def object_key(prefix: str, at: float, stream_name: str = STREAM_NAME) -> str:
@@ -97,6 +108,11 @@ class DeliveryStream:
         self._lock = threading.Lock()
         self._buffers: dict[str, _Buffer] = {}
         self._pending: dict[Hashable, int] = {}  # token -> records not yet durable
+        self._listeners: list[Callable[[FlushedObject], None]] = []
+
+    def add_durable_listener(self, listener: Callable[[FlushedObject], None]) -> None:
+        """Call listener(flushed) after on_durable for every object written; its exceptions are logged, not raised."""
+        self._listeners.append(listener)
 
     def put_records(
         self, records: Sequence[dict[str, Any]], errors: Sequence[ErrorRecord] = (), token: Hashable = None
@@ -110,7 +126,9 @@ class DeliveryStream:
         if not lines:
             self._report(FlushedObject(key="", records=0, size=0, durable_tokens=[] if token is None else [token]))
             return
-        full = self._buffer_lines(lines, token)
+        # One message's records share a device: only its last record can be the device's latest.
+        last = (records[-1].get("device_id"), lines[len(records) - 1][1]) if records else None
+        full = self._buffer_lines(lines, token, last)
         for prefix in full:
             self._flush_prefix(prefix)
 
@@ -118,13 +136,17 @@ class DeliveryStream:
         """Buffer one record (see put_records)."""
         self.put_records([record], token=token)
 
-    def _buffer_lines(self, lines: list[tuple[str, bytes]], token: Hashable) -> list[str]:
+    def _buffer_lines(
+        self, lines: list[tuple[str, bytes]], token: Hashable, last: tuple[Any, bytes] | None
+    ) -> list[str]:
         now = self.clock()
         with self._lock:
             if token is not None:
                 self._pending[token] = self._pending.get(token, 0) + len(lines)
             for prefix, line in lines:
                 self._buffers.setdefault(prefix, _Buffer(prefix)).add(line, token, now)
+            if last is not None and isinstance(last[0], str):
+                self._buffers[self.prefix].last_lines[last[0]] = last[1]
             return [p for p, b in self._buffers.items() if b.size >= self.buffer_size]
 
     def flush_due(self) -> list[FlushedObject]:
@@ -161,7 +183,8 @@ class DeliveryStream:
         except BaseException:
             self._restore(taken)
             raise
-        flushed = FlushedObject(key=key, records=len(taken.lines), size=len(data), durable_tokens=self._settle(taken))
+        tokens = self._settle(taken)
+        flushed = FlushedObject(key, len(taken.lines), len(data), tokens, taken.last_lines)
         self._report(flushed)
         return flushed
 
@@ -185,7 +208,12 @@ class DeliveryStream:
 
     def _report(self, flushed: FlushedObject) -> None:
         if self.on_durable is not None:
-            self.on_durable(flushed)
+            self.on_durable(flushed)  # acks first: a slow listener must not hold them back
+        for listener in self._listeners if flushed.key else ():
+            try:
+                listener(flushed)
+            except Exception:
+                log.exception("a listener of the delivery stream failed on %s", flushed.key)
 
 
 # One encoder for every line: json.dumps with non-default options builds a new one per call.

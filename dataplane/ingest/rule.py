@@ -4,6 +4,11 @@
 
 with batchMode (a JSON array is one record per element) and an error action that keeps every
 rejected record whole, in Kinesis Firehose's error-record format, with the reason.
+
+Payload values must be numbers or null (the lake's columns are measurements), except a text field
+of the WHERE clause (one it compares with a string, e.g. site = 'harbour'): a string of at most
+MAX_TEXT_FIELD_CHARS there is evaluated by the WHERE and then left out of the stored record, so that
+text never reaches the numeric columns the crawler and ETL build from raw/.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ RESERVED_FIELDS = ("message_id", "timestamp")
 # Set by the rule: a payload's own values for these are overwritten.
 RULE_FIELDS = ("device_id", "received_at")
 _NOT_METRICS = frozenset(RESERVED_FIELDS + RULE_FIELDS)
+MAX_TEXT_FIELD_CHARS = 256
 
 
 @dataclass(frozen=True)
@@ -106,10 +112,11 @@ def _apply(
 ) -> RuleOutcome:
     elements = document if isinstance(document, list) else [document]
     outcome = RuleOutcome()
+    text_fields = getattr(where, "string_fields", frozenset()) - _NOT_METRICS
     for index, element in enumerate(elements):
         prefix = f"element {index}: " if isinstance(document, list) else ""
         try:
-            record = _record(element, device_id, received_at_ms)
+            record = _record(element, device_id, received_at_ms, text_fields)
         except _Rejected as exc:
             # Per element, as Firehose sees a batch: the failing element alone is kept whole.
             raw = payload if not isinstance(document, list) else _element_bytes(element)
@@ -118,7 +125,7 @@ def _apply(
             )
             continue
         if where is None or where(record):
-            outcome.records.append(record)
+            outcome.records.append(_without_text(record, text_fields) if text_fields else record)
         else:
             outcome.filtered += 1
     return outcome
@@ -154,8 +161,13 @@ def _element_bytes(element: Any) -> bytes:
     return json.dumps(element, separators=(",", ":")).encode()
 
 
-def _record(element: Any, device_id: str, received_at_ms: int) -> dict[str, Any]:
-    """Return SELECT *, topic(3) AS device_id, timestamp() AS received_at for one reading."""
+def _record(
+    element: Any, device_id: str, received_at_ms: int, text_fields: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """Return SELECT *, topic(3) AS device_id, timestamp() AS received_at for one reading.
+
+    A string is accepted only in text_fields (the WHERE's text fields), up to MAX_TEXT_FIELD_CHARS.
+    """
     if not isinstance(element, dict):
         raise _Rejected("NotAnObject", f"a reading must be a JSON object, got {type(element).__name__}")
     _check_message_id(element.get("message_id"))
@@ -166,7 +178,9 @@ def _record(element: Any, device_id: str, received_at_ms: int) -> dict[str, Any]
         kind = type(value)
         if (kind is float and math.isfinite(value)) or kind is int or value is None:
             continue
-        if name not in _NOT_METRICS:
+        if kind is str and name in text_fields:
+            _check_text(name, value)
+        elif name not in _NOT_METRICS:
             _check_metric(name, value)
     return {**element, "device_id": device_id, "received_at": received_at_ms}
 
@@ -183,6 +197,16 @@ def _check_timestamp(value: Any) -> None:
         datetime.fromisoformat(value)
     except ValueError as exc:
         raise _Rejected("InvalidTimestamp", f"timestamp {value!r} is not ISO-8601") from exc
+
+
+def _check_text(name: str, value: str) -> None:
+    if len(value) > MAX_TEXT_FIELD_CHARS:
+        raise _Rejected("InvalidMetric", f"text field {name!r} is longer than {MAX_TEXT_FIELD_CHARS} characters")
+
+
+def _without_text(record: dict[str, Any], text_fields: frozenset[str]) -> dict[str, Any]:
+    """Return record without the string values of text_fields (they served the WHERE; the lake holds numbers)."""
+    return {name: value for name, value in record.items() if not (name in text_fields and type(value) is str)}
 
 
 def _check_metric(name: str, value: Any) -> None:

@@ -6,6 +6,9 @@
 
 As in IoT SQL, a comparison with a missing field (Undefined) or a value of another type is not true,
 so the rule does not fire for that reading. Nothing is eval'd: the text compiles to closures.
+
+A field the clause compares with a string literal (site = 'harbour') is a text field: the rule
+accepts a short string in it for the WHERE and leaves it out of the stored record (see rule.py).
 """
 
 from __future__ import annotations
@@ -16,6 +19,20 @@ from collections.abc import Callable
 from typing import Any
 
 Predicate = Callable[[dict[str, Any]], bool]
+
+
+class Where:
+    """A compiled WHERE clause: call it on a record; string_fields are the fields it compares with text."""
+
+    def __init__(self, predicate: Predicate, string_fields: frozenset[str]) -> None:
+        self._predicate = predicate
+        self.string_fields = string_fields
+
+    def __call__(self, record: dict[str, Any]) -> bool:
+        """Return whether the rule fires for record."""
+        return self._predicate(record)
+
+
 _MISSING = object()
 _TOKEN = re.compile(
     r"\s*(?:(?P<number>-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)|'(?P<string>(?:[^']|'')*)'|(?P<op><>|!=|<=|>=|=|<|>|\(|\))"
@@ -37,8 +54,8 @@ class WhereError(ValueError):
     """The WHERE text cannot be parsed; the message says where."""
 
 
-def compile_where(text: str) -> Predicate | None:
-    """Return a predicate over a reading for text, or None for an empty clause (every reading passes).
+def compile_where(text: str) -> Where | None:
+    """Return a Where (a predicate over a reading) for text, or None for an empty clause (every reading passes).
 
     Raises WhereError for text outside the grammar above.
     """
@@ -49,7 +66,7 @@ def compile_where(text: str) -> Predicate | None:
     predicate = parser.condition()
     if parser.position != len(tokens):
         raise WhereError(f"unexpected {tokens[parser.position][1]!r} in WHERE clause")
-    return predicate
+    return Where(predicate, frozenset(parser.string_fields))
 
 
 def _tokenize(text: str) -> list[tuple[str, str]]:
@@ -71,6 +88,7 @@ class _Parser:
     def __init__(self, tokens: list[tuple[str, str]]) -> None:
         self.tokens = tokens
         self.position = 0
+        self.string_fields: set[str] = set()  # top-level fields compared with a string literal
 
     def _peek(self) -> tuple[str, str] | None:
         return self.tokens[self.position] if self.position < len(self.tokens) else None
@@ -106,10 +124,13 @@ class _Parser:
             if not self._take("op", ")"):
                 raise WhereError("missing ')' in WHERE clause")
             return inner
+        first = self._peek()
         left = self._operand()
         token = self._peek()
         if token and token[0] == "op" and token[1] in _COMPARE:
             self.position += 1
+            second = self._peek()
+            self._note_string_field(first, second)
             return _comparison(_COMPARE[token[1]], left, self._operand())
         if self._take("keyword", "IS"):
             negate = self._take("keyword", "NOT")
@@ -117,6 +138,11 @@ class _Parser:
                 raise WhereError("expected NULL after IS [NOT]")
             return (lambda r: left(r) not in (None, _MISSING)) if negate else (lambda r: left(r) is None)
         return lambda r: left(r) is True
+
+    def _note_string_field(self, first: tuple[str, str] | None, second: tuple[str, str] | None) -> None:
+        kinds = {first[0] if first else None: first, second[0] if second else None: second}
+        if "string" in kinds and "word" in kinds and "." not in kinds["word"][1]:
+            self.string_fields.add(kinds["word"][1])
 
     def _operand(self) -> Callable[[dict[str, Any]], Any]:
         token = self._peek()

@@ -12,9 +12,10 @@ from cloud.backends import get_backend
 from cloud.interfaces import BackendError
 from dataplane.ingest.directory import CachedDeviceNames
 from dataplane.ingest.service import SHARED_SUBSCRIPTION, IngestConfig, IngestService, default_client_id
-from devices import selectors
+from devices import selectors, services
+from devices.models import DEFAULT_TOPIC_RULE
 
-DEFAULT_RULE = "iotcast-telemetry"
+DEFAULT_RULE = DEFAULT_TOPIC_RULE
 
 
 class Command(BaseCommand):
@@ -23,7 +24,8 @@ class Command(BaseCommand):
         "$share/ingest/dt/iotcast/+/telemetry, apply the IoT rule, and write newline-delimited JSON "
         "objects to the lake's raw/ and errors/ zones as Kinesis Firehose would. Messages are acked "
         "only once durable. The topic rule named by --rule (admin: Devices > Topic rules) supplies the WHERE "
-        "clause, buffering hints and prefixes; things missing from the registry go to errors/unknown-device/. "
+        "clause, buffering hints and prefixes, and is re-read when it changes (the ingest writes its buffers and "
+        "restarts with it); things missing from the registry go to errors/unknown-device/. "
         "Runs until SIGTERM or Ctrl-C, then flushes its buffers and exits."
     )
 
@@ -65,9 +67,23 @@ class Command(BaseCommand):
             help="how often to re-read the active device names (default %(default)s s)",
         )
         parser.add_argument(
+            "--worker",
+            type=int,
+            default=0,
+            help="this worker's number on the host (default %(default)s): give each parallel worker its own; "
+            "the default client id is derived from it",
+        )
+        parser.add_argument(
+            "--rule-refresh-s",
+            type=float,
+            default=5.0,
+            help="how often to check the topic rule for changes (default %(default)s s)",
+        )
+        parser.add_argument(
             "--client-id",
-            default=default_client_id(),
-            help="MQTT client id: one per worker on a host, kept across restarts (default %(default)s)",
+            default=None,
+            help=f"MQTT client id, kept across restarts so the worker resumes its session "
+            f"(default {default_client_id()} for worker 0, ...-1 for worker 1, ...)",
         )
 
     def handle(self, *args, **options) -> None:
@@ -78,14 +94,17 @@ class Command(BaseCommand):
         except BackendError as exc:
             raise CommandError(f"the lake {lake.url} is not usable: {exc}") from exc
         registry = CachedDeviceNames(selectors.device_names_active, options["registry_refresh_s"])
-        service = IngestService(lake, config, registry)
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
-        service.start()
         self.stdout.write(f"ingest {config.client_id}: {config.host}:{config.port} -> {lake.url} (Ctrl-C to stop)")
-        while not stop.wait(1.0):
-            pass
+        service = services.ingest_run(
+            stop,
+            lambda: ingest_service(options, lake, registry),
+            lambda: selectors.topic_rule_version(options["rule"]),
+            options["rule_refresh_s"],
+            self.stdout.write,
+        )
         self.stdout.write("stopping: writing buffered records...")
         service.stop(flush=True)
         stats = service.stats
@@ -95,6 +114,16 @@ class Command(BaseCommand):
                 f"{stats.errors} error records, {stats.objects} objects"
             )
         )
+
+
+def ingest_service(options: dict, lake, registry) -> IngestService:
+    """Return an (unstarted) ingest service configured from options and the rule, keeping device status.
+
+    Raises CommandError for bad options, WhereError for a rule whose WHERE does not compile.
+    """
+    service = IngestService(lake, _config(options), registry)
+    services.ingest_track_devices(service.stream)
+    return service
 
 
 def _rule_settings(options: dict) -> dict:
@@ -118,7 +147,7 @@ def _config(options: dict) -> IngestConfig:
         host=options["host"],
         port=options["port"],
         credentials_dir=options["credentials"].resolve(),
-        client_id=options["client_id"],
+        client_id=options["client_id"] or default_client_id(options["worker"]),
         subscription=options["subscription"],
     )
     try:
