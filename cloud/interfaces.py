@@ -147,6 +147,10 @@ class DeviceIdentity(ABC):
         """
 
     @abstractmethod
+    def ping(self) -> None:
+        """Raise BackendUnavailable when devices could not connect now (the broker or IoT Core is down)."""
+
+    @abstractmethod
     def apply_topic_rule(self, rule: TopicRuleSpec, lake: Lake) -> TopicRuleDeployment:
         """Create or replace the topic rule and its delivery stream writing into lake; say where it lives.
 
@@ -319,6 +323,25 @@ class Invocation:
     invoked_variant: str
 
 
+@dataclass(frozen=True)
+class ShadowRecord:
+    """What a shadow variant answered to one mirrored request, next to how production answered it.
+
+    Latencies are None where the backend does not record them (SageMaker's data capture keeps none).
+    """
+
+    at: float  # epoch seconds
+    variant: str
+    status: int
+    answer: str
+    model: str = ""
+    model_ms: float | None = None
+    total_ms: float | None = None
+    production_variant: str = ""
+    production_model_ms: float | None = None
+    production_total_ms: float | None = None
+
+
 class InvocationError(BackendError):
     """The endpoint answered with an error; status and message are SageMaker's."""
 
@@ -364,6 +387,13 @@ class Hosting(ABC):
         """Return {"period", "since", "variants": {name: {"points": [{t, invocations, errors_4xx, errors_5xx,
         model_latency_ms, overhead_latency_ms, p99_latency_ms}], "total": {...}}}} since epoch seconds."""
         return {"period": period, "since": int(since), "variants": {}}
+
+    def shadow_records(self, endpoint_name: str, limit: int = 20) -> list[ShadowRecord]:
+        """Return the newest answers of the endpoint's shadow variant, newest first (at most limit).
+
+        Raise BackendError for an unknown endpoint, NotImplementedError where the backend cannot read them.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot read shadow answers")
 
     def managed_rollout(self, endpoint_name: str, variants: list[VariantSpec], policy: dict[str, Any]) -> bool:
         """Roll variants out with the service's own guardrails (canary/linear, baking, auto-rollback).

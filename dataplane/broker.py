@@ -359,15 +359,38 @@ class BrokerControl:
             self.authority.issue_service_credentials(ADMIN_USER, folder)
         return folder
 
-    def _control(self, commands: list[dict]) -> list[dict]:
-        """Publish commands to the plugin and return its responses; raise OSError when it does not answer."""
+    def ping(self) -> None:
+        """Connect as the service identity and wait for the broker's CONNACK; raise OSError when it does not accept.
+
+        A full MQTT handshake, not a port probe: it proves the broker answers, trusts our CA and is not
+        some other program on the port (and leaves no "unexpected eof" in the broker's log).
+        """
+        accepted = threading.Event()
+        client = self._admin_client()
+        client.on_connect = lambda c, u, flags, reason, props: accepted.set() if not reason.is_failure else None
+        client.connect(self.authority.broker_host, self.authority.broker_port, keepalive=10)
+        client.loop_start()
+        try:
+            if not accepted.wait(self.timeout):
+                raise OSError(f"the broker did not accept an MQTT connection within {self.timeout:.0f} s")
+        finally:
+            client.disconnect()
+            client.loop_stop()
+
+    def _admin_client(self):
+        """Return an unconnected paho client with the broker's admin service certificate."""
         import paho.mqtt.client as mqtt
 
         folder = self._admin_credentials()
-        answered: list[dict] = []
-        done = threading.Event()
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{ADMIN_USER}-{os.getpid()}-{time.time_ns()}")
         client.tls_set(str(folder / "ca.pem"), str(folder / "cert.pem"), str(folder / "key.pem"))
+        return client
+
+    def _control(self, commands: list[dict]) -> list[dict]:
+        """Publish commands to the plugin and return its responses; raise OSError when it does not answer."""
+        answered: list[dict] = []
+        done = threading.Event()
+        client = self._admin_client()
         client.on_connect = lambda c, *a: c.subscribe(f"{DYNSEC_TOPIC}/response", qos=1)
         client.on_subscribe = lambda c, *a: c.publish(DYNSEC_TOPIC, json.dumps({"commands": commands}), qos=1)
         client.on_message = lambda c, u, m: (answered.extend(json.loads(m.payload).get("responses", [])), done.set())

@@ -11,7 +11,6 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
 from cloud.backends import get_backend
-from dataplane.ports import port_open
 
 
 def _check_database() -> None:
@@ -24,8 +23,7 @@ def _check_redis() -> None:
 
 
 def _check_broker() -> None:
-    if not port_open(settings.BROKER_PORT, settings.BROKER_HOST):
-        raise ConnectionError(f"no MQTT broker on {settings.BROKER_HOST}:{settings.BROKER_PORT}")
+    get_backend("identity").ping()
 
 
 def _check_lake() -> None:

@@ -83,16 +83,12 @@ def test_offline_agent_keeps_the_newest_readings_and_the_next_run_sends_them(mqt
 
 # --- a broker outage while the agent runs ------------------------------------------------
 class OwnBroker:
-    """A second Mosquitto, with persistence so that a subscriber's session outlives a restart."""
+    """A second Mosquitto with the shipped config (persistent: a subscriber's session outlives a restart)."""
 
     def __init__(self, work_dir: Path) -> None:
         self.port = free_port()
         self.authority = LocalCertificateAuthority(str(work_dir / "ca"), "127.0.0.1", self.port)
         self.config = write_broker_config(work_dir, self.port, self.authority)
-        store = work_dir / "store"
-        store.mkdir()
-        text = self.config.read_text().replace("persistence false", f"persistence true\npersistence_location {store}/")
-        self.config.write_text(text)
         self.process = start_broker(self.config, self.port)
 
     def stop(self) -> None:

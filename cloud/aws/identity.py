@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import hashes
 from cloud.interfaces import (
     CERTIFICATE_STATES,
     BackendError,
+    BackendUnavailable,
     BrokerEndpoint,
     DeviceCredentials,
     DeviceIdentity,
@@ -113,6 +114,13 @@ class IoTCoreIdentity(DeviceIdentity):
         with _aws_errors("describe the IoT data endpoint"):
             host = self._iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
         return BrokerEndpoint(host=host, port=MQTT_TLS_PORT)
+
+    def ping(self) -> None:
+        """Ask IoT Core for the data endpoint: it answers only when the account's IoT service is reachable."""
+        try:
+            self.broker_endpoint()
+        except BackendError as exc:
+            raise BackendUnavailable(str(exc)) from exc
 
     def _ensure_policy(self) -> None:
         try:

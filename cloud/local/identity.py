@@ -26,6 +26,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cloud.interfaces import (
     CERTIFICATE_STATES,
     BackendError,
+    BackendUnavailable,
     BrokerEndpoint,
     DeviceCredentials,
     DeviceIdentity,
@@ -155,6 +156,15 @@ class LocalCertificateAuthority(DeviceIdentity):
             "an ingest started with another --rule ignores it, and --buffer-* options keep precedence over its hints."
         )
         return TopicRuleDeployment(f"local ingest -> {getattr(lake, 'url', lake)}", message, restart_needed=False)
+
+    def ping(self) -> None:
+        """Complete an MQTT CONNECT over mTLS with the broker's service identity; raise BackendUnavailable if not."""
+        from dataplane.broker import BrokerControl  # dataplane.broker builds on this module
+
+        try:
+            BrokerControl.for_authority(self).ping()
+        except OSError as exc:
+            raise BackendUnavailable(f"no MQTT broker on {self.broker_host}:{self.broker_port}: {exc}") from exc
 
     def revoked_serials(self) -> dict[str, str]:
         """Return certificate id (serial, hex) -> state (INACTIVE or REVOKED) of every certificate on the CRL."""
