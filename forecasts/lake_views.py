@@ -15,7 +15,7 @@ from forecasts import selectors
 from forecasts.lake_forms import ExportForm, ImportForm, SqlConsoleForm
 from forecasts.services.export import EXPORT_FORMATS, readings_export_bytes
 from forecasts.services.imports import readings_import
-from forecasts.services.lake_sql import CONSOLE_TABLES, lake_sql_run
+from forecasts.services.lake_sql import console_tables, lake_sql_run
 
 
 @operator_required
@@ -29,7 +29,7 @@ def catalog(request: HttpRequest) -> HttpResponse:
 def sql_console(request: HttpRequest) -> HttpResponse:
     """Run one read-only SELECT over the lake's tables; errors are shown on the page, never as a 500."""
     form = SqlConsoleForm(request.POST or None)
-    context: dict = {"form": form, "tables": CONSOLE_TABLES}
+    context: dict = {"form": form, "tables": console_tables()}
     if request.method == "POST" and form.is_valid():
         try:
             context["result"] = lake_sql_run(form.cleaned_data["sql"])

@@ -36,8 +36,17 @@ from cloud.interfaces import (
     TableSchema,
     no_progress,
 )
+from cloud.local.catalog import curated_table
+from cloud.local.duckdb_telemetry import CURATED_PREFIX
 
 RAW_PREFIX = "raw/"
+# The curated table as Athena reads Parquet (the Glue console's "Parquet" table template).
+PARQUET_FORMAT = {
+    "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+    "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+    "SerdeInfo": {"SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"},
+}
+PARTITION_BATCH = 100  # batch_create_partition takes at most 100 partitions per call
 _MISSING = ("EntityNotFoundException",)
 # Partitions take the table's schema (no per-folder schema drift) and compatible files make one table,
 # never one table per hour folder.
@@ -121,6 +130,61 @@ class GlueCrawler(Crawler):
         new_only = policy.recrawl_policy == "CRAWL_NEW_FOLDERS_ONLY"
         return self.table_schema((crawled or []) if new_only else [])
 
+    def register_curated(self, lake: Lake, progress: Progress = no_progress) -> TableSchema:
+        """Create or update the Glue table `telemetry` over curated/ and add its new date partitions.
+
+        This is what a Glue job writing with enableUpdateCatalog does: no crawler run (the job knows the
+        schema), columns from the Parquet footers, one partition per date folder (batch_create_partition,
+        100 at a time). Raises BackendError when Glue refuses a call or names partitions it could not add.
+        """
+        schema = curated_table(lake, self.database)
+        schema.location = lake_s3_uri(lake, CURATED_PREFIX)
+        self.ensure_database()
+        progress(97, f"updating table {self.database}.{schema.name} in the Glue Data Catalog")
+        table_input = self.curated_table_input(schema)
+        found = aws_call(self._glue, "get_table", ok_codes=_MISSING, DatabaseName=self.database, Name=schema.name)
+        if found is not None:
+            # Keep what others set on the table (the Athena backend's partition projection properties).
+            table_input["Parameters"] = {**found["Table"].get("Parameters", {}), **table_input["Parameters"]}
+        operation = "create_table" if found is None else "update_table"
+        aws_call(self._glue, operation, DatabaseName=self.database, TableInput=table_input)
+        self._add_partitions(schema, table_input["StorageDescriptor"])
+        return schema
+
+    @staticmethod
+    def curated_table_input(schema: TableSchema) -> dict[str, Any]:
+        """Return the TableInput of the curated Parquet table (an EXTERNAL_TABLE, classification parquet)."""
+        return {
+            "Name": schema.name,
+            "Description": "IoTCast curated telemetry (Parquet, partitioned by date), written by the ETL job",
+            "TableType": "EXTERNAL_TABLE",
+            "Parameters": {"classification": "parquet", "EXTERNAL": "TRUE"},
+            "PartitionKeys": [{"Name": c.name, "Type": c.type} for c in schema.partition_keys],
+            "StorageDescriptor": {
+                "Columns": [{"Name": c.name, "Type": c.type} for c in schema.columns],
+                "Location": schema.location,
+                **PARQUET_FORMAT,
+            },
+        }
+
+    def _add_partitions(self, schema: TableSchema, storage: dict[str, Any]) -> None:
+        """Add the schema's partitions Glue does not hold yet; raise BackendError naming any it refused."""
+        key = schema.partition_keys[0].name
+        known = {values[key] for values, _ in self.partitions([key], schema.name)}
+        new = [values[key] for values in schema.partitions if values[key] not in known]
+        for start in range(0, len(new), PARTITION_BATCH):
+            inputs = [
+                {"Values": [value], "StorageDescriptor": {**storage, "Location": f"{schema.location}{key}={value}/"}}
+                for value in new[start : start + PARTITION_BATCH]
+            ]
+            answer = aws_call(
+                self._glue, "batch_create_partition", DatabaseName=self.database, TableName=schema.name,
+                PartitionInputList=inputs,
+            )  # fmt: skip
+            errors = [e for e in answer.get("Errors", []) if e["ErrorDetail"]["ErrorCode"] != "AlreadyExistsException"]
+            if errors:
+                raise BackendError(f"glue batch_create_partition refused {len(errors)} partition(s): {errors[0]}")
+
     def ensure_database(self) -> None:
         """Create the crawler's database unless it exists."""
         if aws_call(self._glue, "get_database", ok_codes=_MISSING, Name=self.database) is None:
@@ -178,12 +242,16 @@ class GlueCrawler(Crawler):
             },
         )
 
-    def partitions(self, key_names: list[str]) -> list[tuple[dict[str, str], dict[str, str]]]:
-        """Return every partition as ({key: value}, {column: type}), sorted by value (get_partitions, all pages)."""
+    def partitions(
+        self, key_names: list[str], table_name: str | None = None
+    ) -> list[tuple[dict[str, str], dict[str, str]]]:
+        """Return every partition of table_name (default: the raw table) as ({key: value}, {column: type}),
+        sorted by value (get_partitions, all pages).
+        """
         found = []
         paginator = self._glue.get_paginator("get_partitions")
         try:
-            for page in paginator.paginate(DatabaseName=self.database, TableName=self.table_name):
+            for page in paginator.paginate(DatabaseName=self.database, TableName=table_name or self.table_name):
                 for partition in page.get("Partitions", []):
                     columns = partition.get("StorageDescriptor", {}).get("Columns", [])
                     values = dict(zip(key_names, partition["Values"], strict=True))

@@ -6,10 +6,13 @@ look alike. Partition keys are strings, as a Glue crawler declares Hive path par
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from cloud.interfaces import (
     Column,
@@ -22,12 +25,15 @@ from cloud.interfaces import (
     no_progress,
 )
 from cloud.local.duckdb_telemetry import (
+    CURATED_PREFIX,
     DEFAULT_METRICS,
     FIXED_COLUMNS,
     LOCATION_COLUMNS,
     RAW_PREFIX,
     STRING_COLUMNS,
+    Bookmark,
     connect,
+    curated_keys,
     detect_raw_columns,
     is_numeric_type,
     numeric_fields,
@@ -36,6 +42,9 @@ from cloud.local.duckdb_telemetry import (
 
 DATABASE = "iotcast"
 TABLE = "telemetry_raw"
+CURATED_TABLE = "telemetry"  # the name the query engines give the curated Parquet
+CURATED_PARTITION_KEY = "date"
+_DATE_FOLDER = re.compile(r"/date=([^/]+)/")
 PARTITION_KEYS = ("year", "month", "day", "hour")
 # The contract's fields, reported as the schema of a lake with no raw objects yet.
 CONTRACT_COLUMNS = {
@@ -99,6 +108,50 @@ def partition_path(values: dict[str, str]) -> str:
     return "/".join(f"{key}={values[key]}" for key in PARTITION_KEYS if values.get(key))
 
 
+def arrow_glue_type(kind: pa.DataType) -> str:
+    """Return the Glue/Hive type name of a Parquet (Arrow) column type."""
+    if pa.types.is_timestamp(kind):
+        return "timestamp"
+    names = {pa.float64(): "double", pa.float32(): "float", pa.int64(): "bigint", pa.int32(): "int",
+             pa.string(): "string", pa.large_string(): "string", pa.bool_(): "boolean"}  # fmt: skip
+    return names.get(kind, str(kind))
+
+
+def curated_table(lake: Lake, database: str = DATABASE) -> TableSchema:
+    """Return the curated table as its Parquet footers describe it (only the footers are read).
+
+    Columns are the union over the files, in first-seen order (a file written before a metric appeared
+    lacks its column); partitions are the date folders. Files whose footer cannot be read are listed
+    in unreadable and skipped. Works for any lake pyarrow can read (folder or S3).
+    """
+    filesystem, base = lake.arrow_filesystem()
+    keys = [key for key, _ in curated_keys(lake, hidden=Bookmark.load(lake).hidden_keys())]
+    columns: dict[str, str] = {}
+    dates: set[str] = set()
+    unreadable: list[str] = []
+    for key in keys:
+        try:
+            schema = pq.read_schema(f"{base}/{key}", filesystem=filesystem)
+        except (pa.ArrowException, OSError):
+            unreadable.append(key)
+            continue
+        for item in schema:
+            if item.name != CURATED_PARTITION_KEY:
+                columns.setdefault(item.name, arrow_glue_type(item.type))
+        dates.add(_DATE_FOLDER.search(key).group(1) if _DATE_FOLDER.search(key) else "")
+    return TableSchema(
+        database=database,
+        name=CURATED_TABLE,
+        location=f"{lake.url.split('?', 1)[0].rstrip('/')}/{CURATED_PREFIX}",  # without an endpoint's query
+        columns=[Column(name, kind) for name, kind in columns.items()],
+        partition_keys=[Column(CURATED_PARTITION_KEY, "string")],
+        partitions=[{CURATED_PARTITION_KEY: date} for date in sorted(dates - {""})],
+        classification="parquet",
+        objects_scanned=len(keys) - len(unreadable),
+        unreadable=unreadable,
+    )
+
+
 class DuckDBCrawler(Crawler):
     """Infers table iotcast.telemetry_raw with DuckDB's read_json over a sample of raw objects.
 
@@ -143,6 +196,11 @@ class DuckDBCrawler(Crawler):
             partition_columns={path: partition_types(fields) for path, fields in per_partition.items()},
             unreadable=unreadable,
         )
+
+    def register_curated(self, lake: Lake, progress: Progress = no_progress) -> TableSchema:
+        """Return the curated table from its Parquet footers; the project's catalog is the local Data Catalog."""
+        progress(96, "reading the curated Parquet footers")
+        return curated_table(lake)
 
     @staticmethod
     def _objects_to_read(objects: list[ObjectInfo], policy: CrawlPolicy, crawled: list[dict]) -> list[ObjectInfo]:

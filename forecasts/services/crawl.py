@@ -264,6 +264,23 @@ def catalog_table_apply(schema: TableSchema, policy: CrawlPolicy) -> tuple[Catal
     return table, merge
 
 
+# The curated table follows the ETL's output exactly: new columns are added, and a date folder gone
+# from curated/ is gone from the table (nothing to deprecate: the ETL wrote it).
+CURATED_POLICY = CrawlPolicy(update_behavior="UPDATE_IN_DATABASE", delete_behavior="DELETE_FROM_DATABASE")
+
+
+def catalog_curated_register(progress: Progress = no_progress) -> CatalogTable:
+    """Record the curated Parquet table in the backend's catalog and in the project's; return its row.
+
+    Raises BackendError when the lake or the catalog fails.
+    """
+    schema = get_backend("catalog").register_curated(get_backend("lake"), progress)
+    table, _ = catalog_table_apply(schema, CURATED_POLICY)
+    table.last_crawl = {**table.last_crawl, "source": "etl", "unreadable_objects": schema.unreadable[:MAX_LISTED]}
+    table.save(update_fields=["last_crawl"])
+    return table
+
+
 def crawl_execute(params: dict[str, Any], progress: Progress = no_progress) -> dict[str, Any]:
     """Crawl the lake's raw zone under the run's policy, store the schema in the catalog; return a summary.
 

@@ -9,13 +9,33 @@ from django.conf import settings
 
 from cloud.backends import get_backend
 from cloud.interfaces import BackendError
+from forecasts.models import CatalogTable
 
-# The tables a console query may read (the query engine registers them).
-CONSOLE_TABLES = ("telemetry", "telemetry_live")
+# Catalog tables the query engines serve (by name); the raw JSON table is read through telemetry_live.
+QUERYABLE_CLASSIFICATIONS = ("parquet",)
+# Views the engines define over the catalog's tables (as Athena views are), with what they hold.
+CONSOLE_VIEWS = {"telemetry_live": "view: telemetry plus the raw readings the ETL has not curated yet"}
 
 
 class SqlRejected(BackendError):
     """The console's SQL is not a single read-only SELECT."""
+
+
+@dataclass(frozen=True)
+class ConsoleTable:
+    name: str
+    kind: str  # "table" or "view"
+    description: str
+
+
+def console_tables() -> list[ConsoleTable]:
+    """Return what a console query may read: the catalog's Parquet tables, then the engines' views."""
+    tables = [
+        ConsoleTable(table.name, "table", f"{table.database}.{table.name}: {table.classification}, "
+                     f"{len(table.columns)} columns, {len(table.partitions)} partitions at {table.location}")
+        for table in CatalogTable.objects.filter(classification__in=QUERYABLE_CLASSIFICATIONS).order_by("name")
+    ]  # fmt: skip
+    return tables + [ConsoleTable(name, "view", description) for name, description in CONSOLE_VIEWS.items()]
 
 
 @dataclass
@@ -25,7 +45,8 @@ class ConsoleResult:
     truncated: bool  # more rows than the limit: only the first row_limit are shown
     row_limit: int
     elapsed_ms: float
-    bytes_scanned: int
+    bytes_scanned: int  # what this query's scans read (Athena's "Data scanned"), not the size of the tables
+    bytes_scanned_basis: str = ""  # how the engine counts it, shown next to the figure
 
 
 def sql_single_select(sql: str) -> str:
@@ -68,4 +89,5 @@ def lake_sql_run(sql: str, row_limit: int | None = None, timeout_s: float | None
         row_limit=row_limit,
         elapsed_ms=result.elapsed_ms,
         bytes_scanned=result.bytes_scanned,
+        bytes_scanned_basis=result.bytes_scanned_basis,
     )
