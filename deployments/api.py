@@ -30,6 +30,7 @@ from deployments.selectors import (
     model_resolve,
     operation_get,
     operation_list,
+    shadow_answers,
 )
 from deployments.serializers import (
     DeploymentInputSerializer,
@@ -42,6 +43,8 @@ from deployments.serializers import (
     InvocationInputSerializer,
     InvocationOutputSerializer,
     OperationOutputSerializer,
+    ShadowOutputSerializer,
+    ShadowQueryInputSerializer,
     WeightsInputSerializer,
     first_error,
 )
@@ -355,3 +358,30 @@ class EndpointMetricsApi(APIView):
         except BackendError as exc:
             return error_response(str(exc), status.HTTP_404_NOT_FOUND)
         return Response(metrics)
+
+
+class EndpointShadowApi(APIView):
+    """GET the newest answers of the endpoint's shadow variant (recorded, never returned to clients) with the
+    median model latency of production and of the shadow over them."""
+
+    @extend_schema(
+        parameters=[ShadowQueryInputSerializer],
+        responses={200: ShadowOutputSerializer, 400: ErrorOutputSerializer, 404: ErrorOutputSerializer,
+                   501: ErrorOutputSerializer, 503: ErrorOutputSerializer},
+        operation_id="endpoints_shadow",
+    )  # fmt: skip
+    def get(self, request: Request, name: str) -> Response:
+        query = ShadowQueryInputSerializer(data=request.query_params)
+        if not query.is_valid():
+            return invalid_response(query.errors)
+        try:
+            answers = shadow_answers(name, query.validated_data["limit"])
+        except NotDeployed as exc:
+            return error_response(str(exc), status.HTTP_404_NOT_FOUND)
+        except NotImplementedError as exc:
+            return error_response(str(exc), status.HTTP_501_NOT_IMPLEMENTED)
+        except BackendUnavailable as exc:
+            return error_response(str(exc), status.HTTP_503_SERVICE_UNAVAILABLE)
+        except BackendError as exc:
+            return error_response(str(exc), status.HTTP_404_NOT_FOUND)
+        return Response(ShadowOutputSerializer(answers).data)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from cloud.deepar.formats import MAX_NUM_SAMPLES, OUTPUT_TYPES
-from deployments.models import Endpoint, EndpointEvent, EndpointOperation, ProductionVariant
+from deployments.models import Endpoint, EndpointOperation, ProductionVariant
 
 
 @extend_schema_field({"oneOf": [{"type": "number"}, {"type": "string", "enum": ["NaN"]}], "nullable": True})
@@ -191,10 +192,14 @@ class OperationOutputSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
 
 
-class EventOutputSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = EndpointEvent
-        fields = ["at", "status", "message"]
+class EventOutputSerializer(serializers.Serializer):
+    """A history line (deployments.selectors.HistoryLine)."""
+
+    at = serializers.DateTimeField()
+    status = serializers.CharField()
+    message = serializers.CharField()
+    config = serializers.CharField(help_text="the endpoint config in effect after this line (empty before the first)")
+    actor = serializers.CharField(help_text='who asked for the change: a user, "command line" or "system"')
 
 
 class EndpointDetailOutputSerializer(EndpointOutputSerializer):
@@ -206,15 +211,46 @@ class EndpointDetailOutputSerializer(EndpointOutputSerializer):
 
     @extend_schema_field(EventOutputSerializer(many=True))
     def get_history(self, endpoint: Endpoint) -> list[dict]:
-        from deployments.selectors import endpoint_history
+        from deployments.selectors import endpoint_history_lines
 
-        return EventOutputSerializer(endpoint_history(endpoint.name), many=True).data
+        return EventOutputSerializer(endpoint_history_lines(endpoint.name, 50), many=True).data
 
     @extend_schema_field(OperationOutputSerializer(many=True))
     def get_operations(self, endpoint: Endpoint) -> list[dict]:
         from deployments.selectors import operation_list
 
         return OperationOutputSerializer(operation_list(endpoint.name, 10), many=True).data
+
+
+class ShadowQueryInputSerializer(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=200, default=20)
+
+
+class ShadowRecordOutputSerializer(serializers.Serializer):
+    """One mirrored request: what the shadow variant answered (never returned to the client) and production's time."""
+
+    at = serializers.SerializerMethodField()
+    variant = serializers.CharField()
+    model = serializers.CharField()
+    status = serializers.IntegerField(help_text="the shadow's own status; 200, or SageMaker's error status")
+    model_ms = serializers.FloatField(allow_null=True)
+    total_ms = serializers.FloatField(allow_null=True)
+    production_variant = serializers.CharField()
+    production_model_ms = serializers.FloatField(allow_null=True)
+    production_total_ms = serializers.FloatField(allow_null=True)
+    answer = serializers.CharField(help_text="the shadow's DeepAR JSON answer (or error message), cut at 64 KiB")
+
+    @extend_schema_field(serializers.DateTimeField())
+    def get_at(self, record: Any) -> str:
+        return datetime.fromtimestamp(record.at, UTC).isoformat().replace("+00:00", "Z")
+
+
+class ShadowOutputSerializer(serializers.Serializer):
+    endpoint = serializers.CharField()
+    production_p50_ms = serializers.FloatField(allow_null=True, help_text="median model latency of production")
+    shadow_p50_ms = serializers.FloatField(allow_null=True, help_text="median model latency of the shadow")
+    shadow_errors = serializers.IntegerField()
+    records = ShadowRecordOutputSerializer(many=True, help_text="newest first")
 
 
 def first_error(errors: Any, where: str = "") -> str:

@@ -18,5 +18,6 @@ urlpatterns = [
         name="endpoint-operation-stop",
     ),
     path("endpoints/<str:name>/metrics", api.EndpointMetricsApi.as_view(), name="endpoint-metrics"),
+    path("endpoints/<str:name>/shadow", api.EndpointShadowApi.as_view(), name="endpoint-shadow"),
     path("forecasts/", api.ForecastApi.as_view(), name="forecast-create"),
 ]

@@ -7,16 +7,30 @@ points boto3's endpoint_url at the local endpoint server.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import threading
 import time
+from datetime import datetime
 from typing import Any
+from urllib.parse import urlparse
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
-from cloud.interfaces import BackendError, BackendUnavailable, Hosting, Invocation, InvocationError, VariantSpec
+from cloud.interfaces import (
+    BackendError,
+    BackendUnavailable,
+    Hosting,
+    Invocation,
+    InvocationError,
+    ShadowRecord,
+    VariantSpec,
+)
+
+CAPTURE_ENV = "IOTCAST_SAGEMAKER_CAPTURE_S3_URI"
 
 
 class SageMakerRuntimeInvoker:
@@ -182,6 +196,36 @@ def deployment_config(policy: dict[str, Any], alarm_names: list[str]) -> dict[st
     }
 
 
+def data_capture_config(capture_s3_uri: str) -> dict[str, Any]:
+    """Return the DataCaptureConfig that makes SageMaker write every request and answer (shadow variants' too)."""
+    return {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": 100,
+        "DestinationS3Uri": capture_s3_uri,
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
+    }
+
+
+def _captured_text(part: dict[str, Any]) -> str:
+    data = part.get("data", "")
+    return base64.b64decode(data).decode(errors="replace") if part.get("encoding") == "BASE64" else data
+
+
+def capture_record(line: bytes, variant: str) -> ShadowRecord | None:
+    """Return the ShadowRecord of one line of SageMaker's data capture, None for a line that is not one.
+
+    Data capture keeps no latencies and only the shadow's side: those fields stay empty.
+    """
+    try:
+        raw = json.loads(line)
+        output = raw["captureData"]["endpointOutput"]
+        stamp = datetime.fromisoformat(raw["eventMetadata"]["inferenceTime"].replace("Z", "+00:00"))
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
+        return None
+    return ShadowRecord(at=stamp.timestamp(), variant=variant, status=200, answer=_captured_text(output)[:65536])
+
+
 class SageMakerHosting(SageMakerRuntimeInvoker, Hosting):
     """SageMaker real-time endpoints: models, endpoint configs, endpoints, weights, guarded blue/green updates."""
 
@@ -197,6 +241,9 @@ class SageMakerHosting(SageMakerRuntimeInvoker, Hosting):
         SageMakerRuntimeInvoker.__init__(self)
         self.region, self.instance_type, self.poll_s, self.timeout_s = region, instance_type, poll_s, timeout_s
         self.role_arn = role_arn or os.environ.get("IOTCAST_SAGEMAKER_ROLE_ARN", "")
+        # Where data capture writes requests and answers (s3://bucket/prefix): the only record SageMaker keeps of
+        # what a shadow variant answered.
+        self.capture_s3_uri = str(options.pop("capture_s3_uri", "") or os.environ.get(CAPTURE_ENV, "")).rstrip("/")
         self.options = options
 
     def make_runtime_client(self) -> Any:
@@ -249,6 +296,8 @@ class SageMakerHosting(SageMakerRuntimeInvoker, Hosting):
         shadows = [spec(v) for v in variants if v.shadow]
         if shadows:
             request["ShadowProductionVariants"] = shadows
+            if self.capture_s3_uri:
+                request["DataCaptureConfig"] = data_capture_config(self.capture_s3_uri)
         self.client().create_endpoint_config(**request)
         return name
 
@@ -405,6 +454,49 @@ class SageMakerHosting(SageMakerRuntimeInvoker, Hosting):
         names = self.alarms_ensure(endpoint_name, watched, policy.get("alarms") or {})
         self._update(endpoint_name, variants, deployment_config(policy, names))
         return True
+
+    # --- shadow answers ------------------------------------------------------------------------------
+    def shadow_records(self, endpoint_name: str, limit: int = 20) -> list[ShadowRecord]:
+        """Return the newest shadow answers SageMaker's data capture wrote under capture_s3_uri, newest first.
+
+        Raises NotImplementedError without a capture location, BackendError for an unknown endpoint or a
+        refused read.
+        """
+        if not self.capture_s3_uri:
+            raise NotImplementedError(
+                "SageMaker keeps shadow answers only through data capture to S3: set "
+                f"{CAPTURE_ENV} (or the capture_s3_uri option) and redeploy the shadow variant"
+            )
+        try:
+            described = self.client().describe_endpoint(EndpointName=endpoint_name)
+            production = {v["VariantName"] for v in described.get("ProductionVariants", [])}
+            objects = self._captured_objects(endpoint_name, production)
+            return self._read_captured(objects, limit)
+        except (ClientError, BotoCoreError) as exc:
+            raise BackendError(f"cannot read the shadow answers of {endpoint_name}: {exc}") from exc
+
+    def _captured_objects(self, endpoint_name: str, production: set[str]) -> list[tuple[str, str, str]]:
+        """Return (bucket, key, variant) of the captured files of the endpoint's non-production variants, newest
+        first. Data capture writes <uri>/<endpoint>/<variant>/yyyy/mm/dd/hh/<file>.jsonl."""
+        location = urlparse(self.capture_s3_uri)
+        bucket, prefix = location.netloc, "/".join(p for p in (location.path.strip("/"), endpoint_name) if p) + "/"
+        found = []
+        for page in self.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                variant = item["Key"][len(prefix) :].split("/", 1)[0]
+                if variant not in production:
+                    found.append((item["LastModified"], bucket, item["Key"], variant))
+        return [(bucket, key, variant) for _, bucket, key, variant in sorted(found, reverse=True)]
+
+    def _read_captured(self, objects: list[tuple[str, str, str]], limit: int) -> list[ShadowRecord]:
+        """Return up to limit records from the captured files (newest first), newest line first."""
+        s3, records = self.client("s3"), []
+        for bucket, key, variant in objects:
+            lines = s3.get_object(Bucket=bucket, Key=key)["Body"].read().splitlines()
+            records += [r for r in (capture_record(line, variant) for line in reversed(lines)) if r is not None]
+            if len(records) >= limit:
+                break
+        return sorted(records, key=lambda r: r.at, reverse=True)[:limit]
 
     def ping(self) -> None:
         try:

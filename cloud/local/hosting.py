@@ -14,7 +14,7 @@ from botocore import UNSIGNED
 from botocore.config import Config
 
 from cloud.aws.hosting import SageMakerRuntimeInvoker
-from cloud.interfaces import BackendError, BackendUnavailable, Hosting, VariantSpec
+from cloud.interfaces import BackendError, BackendUnavailable, Hosting, ShadowRecord, VariantSpec
 
 
 class LocalEndpointHosting(SageMakerRuntimeInvoker, Hosting):
@@ -69,3 +69,20 @@ class LocalEndpointHosting(SageMakerRuntimeInvoker, Hosting):
         """Return the server's per-variant metrics of the endpoint (all worker processes merged)."""
         query = urlencode({"since": int(since), "period": int(period)})
         return self._request("GET", f"/admin/endpoints/{endpoint_name}/metrics?{query}", timeout=10)
+
+    def shadow_records(self, endpoint_name: str, limit: int = 20) -> list[ShadowRecord]:
+        """Return the server's newest shadow records of the endpoint, newest first (all workers' merged)."""
+        query = urlencode({"limit": int(limit)})
+        answer = self._request("GET", f"/admin/endpoints/{endpoint_name}/shadow?{query}", timeout=10)
+        return [shadow_record(raw) for raw in answer.get("records", [])]
+
+
+def shadow_record(raw: dict[str, Any]) -> ShadowRecord:
+    """Return the ShadowRecord of one line of the server's shadow log (older lines lack the latencies)."""
+    production = raw.get("production") or {}
+    return ShadowRecord(
+        at=float(raw["t"]), variant=raw["variant"], status=int(raw["status"]), answer=raw.get("answer", ""),
+        model=raw.get("model", ""), model_ms=raw.get("model_ms"), total_ms=raw.get("total_ms"),
+        production_variant=production.get("variant", ""), production_model_ms=production.get("model_ms"),
+        production_total_ms=production.get("total_ms"),
+    )  # fmt: skip

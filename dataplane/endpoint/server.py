@@ -4,6 +4,7 @@ POST /endpoints/{name}/invocations      InvokeEndpoint (boto3's sagemaker-runtim
 GET  /ping                              health
 PUT/GET/DELETE /admin/endpoints/{name}  the local hosting backend's control API
 GET  /admin/endpoints/{name}/metrics    per-variant CloudWatch-like metrics (?since=epoch&period=s)
+GET  /admin/endpoints/{name}/shadow     the newest shadow records, newest first (?limit=n)
 GET  /admin/endpoints                   the endpoints' names
 
 serve() pre-forks worker processes that share one listening socket (like gunicorn); each loads the
@@ -40,10 +41,11 @@ from dataplane.endpoint.registry import (
     parse_variants,
     validation_error,
 )
+from dataplane.endpoint.shadow import MAX_ANSWER_CHARS, shadow_append, shadow_tail
 
 logger = logging.getLogger(__name__)
 _INVOKE = re.compile(r"^/endpoints/([A-Za-z0-9-]{1,63})/invocations$")
-_ADMIN = re.compile(r"^/admin/endpoints/([A-Za-z0-9-]{1,63})(/metrics)?$")
+_ADMIN = re.compile(r"^/admin/endpoints/([A-Za-z0-9-]{1,63})(?:/(metrics|shadow))?$")
 MAX_BODY = 6 * 1024 * 1024  # SageMaker's payload limit for real-time endpoints
 MAX_PATHS = 100_000  # instances x num_samples per request: more would hold a worker for many seconds
 _SEED = re.compile(r"(?:^|[;,\s])seed=(-?\d+)")
@@ -99,17 +101,21 @@ class Serving:
             raise model_error(endpoint, 500, f"{type(exc).__name__}: {exc}") from exc
         return json.dumps(response).encode(), (time.perf_counter() - started) * 1000
 
-    def mirror(self, endpoint: str, request: InferenceRequest) -> None:
-        """Send the request to the endpoint's shadow variant in the background, sometimes (its share)."""
+    def mirror(self, endpoint: str, request: InferenceRequest, production: dict[str, Any]) -> None:
+        """Send the request to the endpoint's shadow variant in the background, sometimes (its share).
+
+        production ({"variant", "model_ms", "total_ms"}: how the answer the client got was made) goes into the
+        shadow record, so that both can be compared request by request.
+        """
         state = self.registry.state(endpoint)
         if state.shadow is None or state.shadow_share <= 0 or not self._shadow_pending.acquire(blocking=False):
             return
         if state.shadow_share < 1 and (time.perf_counter_ns() % 10_000) / 10_000 >= state.shadow_share:
             self._shadow_pending.release()
             return
-        self._shadow_pool.submit(self._run_shadow, endpoint, state.shadow, request)
+        self._shadow_pool.submit(self._run_shadow, endpoint, state.shadow, request, production)
 
-    def _run_shadow(self, endpoint: str, variant: Variant, request: InferenceRequest) -> None:
+    def _run_shadow(self, endpoint: str, variant: Variant, request: InferenceRequest, production: dict) -> None:
         started, status, answer = time.perf_counter(), 200, b""
         try:
             answer, model_ms = self.predict(endpoint, variant, request)
@@ -119,9 +125,21 @@ class Serving:
             self._shadow_pending.release()
         total_ms = (time.perf_counter() - started) * 1000
         self.metrics.record(endpoint, variant.name, status, model_ms, total_ms - model_ms)
-        record = {"t": time.time(), "variant": variant.name, "status": status, "answer": answer[:65536].decode()}
-        with (self.shadow_log / f"{endpoint}.jsonl").open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        record = {
+            "t": time.time(), "variant": variant.name, "model": variant.model_name, "status": status,
+            "model_ms": round(model_ms, 3), "total_ms": round(total_ms, 3),
+            "production": production, "answer": answer[:MAX_ANSWER_CHARS].decode(errors="replace"),
+        }  # fmt: skip
+        shadow_append(self.shadow_log / f"{endpoint}.jsonl", record)
+
+    def shadow_records(self, endpoint: str, query: dict[str, list[str]]) -> dict[str, Any]:
+        """Return {"name", "records"}: the endpoint's newest shadow records (?limit=n, default 20), newest first."""
+        self.registry.state(endpoint)  # an unknown endpoint is a 404, as for its metrics
+        try:
+            limit = max(1, int(query.get("limit", ["20"])[0]))
+        except ValueError:
+            raise validation_error("limit must be an integer") from None
+        return {"name": endpoint, "records": shadow_tail(self.shadow_log / f"{endpoint}.jsonl", limit)}
 
     def endpoint_metrics(self, endpoint: str, query: dict[str, list[str]]) -> dict[str, Any]:
         """Return the endpoint's per-variant metrics for ?since=epoch seconds&period=seconds."""
@@ -175,11 +193,12 @@ class EndpointHandler(BaseHTTPRequestHandler):
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise validation_error("the body is not JSON") from None
 
-    def _route_admin(self, method: str) -> tuple[str, bool]:
+    def _route_admin(self, method: str) -> tuple[str, str | None]:
+        """Return (endpoint name, sub-resource: "metrics", "shadow" or None); raise ServingError(404) otherwise."""
         match = _ADMIN.match(urlparse(self.path).path)
         if match is None:
             raise ServingError(404, "UnknownOperationException", f"no route for {method} {self.path}")
-        return match.group(1), bool(match.group(2))
+        return match.group(1), match.group(2)
 
     def do_GET(self) -> None:
         registry = self.serving.registry
@@ -188,18 +207,21 @@ class EndpointHandler(BaseHTTPRequestHandler):
                 return self._send(200, b"{}")
             if self.path == "/admin/endpoints":
                 return self._send_json({"endpoints": registry.names()})
-            name, metrics = self._route_admin("GET")
-            if metrics:
-                return self._send_json(self.serving.endpoint_metrics(name, parse_qs(urlparse(self.path).query)))
+            name, resource = self._route_admin("GET")
+            query = parse_qs(urlparse(self.path).query)
+            if resource == "metrics":
+                return self._send_json(self.serving.endpoint_metrics(name, query))
+            if resource == "shadow":
+                return self._send_json(self.serving.shadow_records(name, query))
             self._send_json({"name": name, "variants": [asdict(v) for v in registry.variants(name)]})
         except ServingError as error:
             self._send_error(error)
 
     def do_PUT(self) -> None:
         try:
-            name, metrics = self._route_admin("PUT")
-            if metrics:
-                raise ServingError(405, "UnknownOperationException", "metrics are read-only")
+            name, resource = self._route_admin("PUT")
+            if resource:
+                raise ServingError(405, "UnknownOperationException", f"{resource} is read-only")
             variants = parse_variants(self._json_body())
             self.serving.registry.apply(name, variants)
             self._send_json({"name": name, "variants": [asdict(v) for v in variants]})
@@ -208,7 +230,9 @@ class EndpointHandler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:
         try:
-            name, _ = self._route_admin("DELETE")
+            name, resource = self._route_admin("DELETE")
+            if resource:
+                raise ServingError(405, "UnknownOperationException", f"{resource} cannot be deleted on its own")
             self.serving.registry.delete(name)
             self._send_json({"name": name, "deleted": True})
         except ServingError as error:
@@ -232,7 +256,9 @@ class EndpointHandler(BaseHTTPRequestHandler):
             if custom:
                 headers["X-Amzn-SageMaker-Custom-Attributes"] = custom
             self._send(200, answer, headers)
-            self.serving.mirror(match.group(1), request)
+            production = {"variant": variant.name, "model_ms": round(model_ms, 3),
+                          "total_ms": round((time.perf_counter() - started) * 1000, 3)}  # fmt: skip
+            self.serving.mirror(match.group(1), request, production)
         except ServingError as error:
             status = error.status
             self._send_error(error, headers)

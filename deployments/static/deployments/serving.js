@@ -55,6 +55,65 @@
     if (stop) stop.onclick = () => api(`${name}/operations/${shown.id}/stop`, {method: "POST"});
   }
 
+  const cell = (text, className) => {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (className) td.className = className;
+    return td;
+  };
+  const ms = (value) => (value === null || value === undefined ? "–" : `${Number(value).toFixed(1)} ms`);
+
+  // The newest history lines (the page rendered the first ones): time in the viewer's zone, UTC on hover.
+  function showHistory(card, history) {
+    const list = card.querySelector("[data-role=history-lines]");
+    if (!list || !history || !history.length) return;
+    list.replaceChildren(...history.slice(0, 8).map((line) => {
+      const item = document.createElement("li");
+      const when = document.createElement("span");
+      when.className = "history-when";
+      when.append(window.IoTCast.timeElement(line.at));
+      const what = document.createElement("span");
+      what.className = "history-what";
+      what.textContent = line.message;
+      const who = document.createElement("span");
+      who.className = "muted small";
+      if (line.config) {
+        const code = document.createElement("code");
+        code.textContent = line.config;
+        who.append("config ", code, " · ");
+      }
+      who.append(`by ${line.actor}`);
+      item.append(when, " ", what, " ", who);
+      return item;
+    }));
+  }
+
+  // The shadow variant's latest answers next to production's: the median model latency of each side.
+  async function showShadow(card, name) {
+    const box = card.querySelector("[data-role=shadow]");
+    if (!box) return;
+    const answer = await api(`${name}/shadow?limit=10`);
+    const summary = box.querySelector("[data-role=shadow-summary]");
+    if (!answer.ok) {
+      summary.textContent = answer.body.message || `shadow answers unavailable (${answer.status})`;
+      return;
+    }
+    const data = answer.body;
+    if (data.records.length) {
+      const errors = data.shadow_errors ? `, ${data.shadow_errors} shadow error(s)` : "";
+      summary.textContent = `Last ${data.records.length} mirrored requests: p50 model latency production ` +
+        `${ms(data.production_p50_ms)}, shadow ${ms(data.shadow_p50_ms)}${errors}.`;
+    }
+    box.querySelector("[data-role=shadow-rows]").replaceChildren(...data.records.map((record) => {
+      const row = document.createElement("tr");
+      const when = document.createElement("td");
+      when.append(window.IoTCast.timeElement(record.at));
+      row.append(when, cell(record.production_variant || "–"), cell(ms(record.production_model_ms), "num"),
+        cell(ms(record.model_ms), "num"), cell(String(record.status), record.status === 200 ? "" : "bad"));
+      return row;
+    }));
+  }
+
   function plot(card, metrics) {
     const chart = card.querySelector("[data-role=chart]");
     if (!window.Plotly) return;
@@ -87,7 +146,11 @@
     const refresh = async () => {
       const detail = await api(name);
       if (detail.status === 401) return signedOut();
-      if (detail.ok) showOperation(card, name, detail.body);
+      if (detail.ok) {
+        showOperation(card, name, detail.body);
+        showHistory(card, detail.body.history);
+      }
+      await showShadow(card, name);
       const metrics = await api(`${name}/metrics?minutes=15&period=10`);
       if (metrics.status === 401) return signedOut();
       if (metrics.ok) plot(card, metrics.body);
