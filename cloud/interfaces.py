@@ -215,6 +215,15 @@ class Crawler(ABC):
         crawled (those the catalog already holds) are read.
         """
 
+    @abstractmethod
+    def register_curated(self, lake: Lake, progress: Progress = no_progress) -> TableSchema:
+        """Record the curated Parquet table (`telemetry`, partition key date) in the backend's catalog.
+
+        The ETL job calls it after each run, as a Glue job that updates the Data Catalog does. Returns the
+        table: columns from the Parquet files' schemas, one partition per date folder, classification
+        parquet; unreadable lists files whose footer cannot be read (skipped). Raises BackendError.
+        """
+
 
 # --- ETL ------------------------------------------------------------------------
 @dataclass
@@ -254,6 +263,8 @@ class QueryResult:
     rows: list[tuple]
     bytes_scanned: int = 0
     elapsed_ms: float = 0.0
+    # What bytes_scanned counts, in words ("" for the engine's own figure, e.g. Athena's DataScannedInBytes).
+    bytes_scanned_basis: str = ""
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Yield each row as a column -> value dict."""

@@ -58,19 +58,28 @@ def _failure(what: str, exc: Exception) -> str:
     return f"Could not read {what}: {exc}"
 
 
-def devices_activity_safe() -> tuple[dict[str, dict], str | None]:
-    """Return (device name -> activity dict, None), or ({}, error message) when the lake cannot answer."""
+def readings_last_hour_safe() -> tuple[dict[str, int], str | None]:
+    """Return (device name -> readings in the last hour, None), or ({}, error message) when the lake cannot answer."""
     try:
-        from forecasts.selectors import devices_activity
+        from forecasts.selectors import devices_readings_last_hour
 
-        return devices_activity(), None
+        return devices_readings_last_hour(), None
     except Exception as exc:
-        return {}, _failure("device activity from the lake", exc)
+        return {}, _failure("the readings rate from the lake", exc)
 
 
-def is_online(activity: dict | None, now: datetime | None = None) -> bool:
-    """Return whether a device's last reading is within ONLINE_WINDOW of now."""
-    last_seen = (activity or {}).get("last_seen")
+def newest_reading_at_safe(device_name: str) -> tuple[datetime | None, str | None]:
+    """Return (the device's newest reading time in the lake or None, None), or (None, error message)."""
+    try:
+        from forecasts.selectors import device_newest_reading_at
+
+        return device_newest_reading_at(device_name), None
+    except Exception as exc:
+        return None, _failure("the newest reading from the lake", exc)
+
+
+def is_online(last_seen: datetime | None, now: datetime | None = None) -> bool:
+    """Return whether last_seen (Device.last_seen_at: the ingest's newest durable reading) is within ONLINE_WINDOW."""
     if last_seen is None:
         return False
     if timezone.is_naive(last_seen):
@@ -79,16 +88,28 @@ def is_online(activity: dict | None, now: datetime | None = None) -> bool:
 
 
 def device_rows() -> tuple[list[dict[str, Any]], str | None]:
-    """Return ([{"device", "activity", "online", "certificate"}], error) for every device, by name."""
-    activity, error = devices_activity_safe()
+    """Return ([{"device", "last_seen", "online", "readings_last_hour", "certificate"}], error) for every device.
+
+    last_seen and online come from the registry (Device.last_seen_at, kept by the ingest), not the lake;
+    last_seen is None for a device never seen live (e.g. only imported history). readings_last_hour is the
+    one lake figure (a query over the current day's partitions only; 0 when the lake fails).
+    error is the lake's failure message, else None.
+    """
+    rates, error = readings_last_hour_safe()
     active_certs = DeviceCertificate.objects.filter(status=DeviceCertificate.Status.ACTIVE)
     devices = Device.objects.prefetch_related(Prefetch("certificates", queryset=active_certs, to_attr="active_certs"))
     now = timezone.now()
     rows = []
     for device in devices:
-        seen = activity.get(device.name)
-        certificate = device.active_certs[0] if device.active_certs else None
-        rows.append({"device": device, "activity": seen, "online": is_online(seen, now), "certificate": certificate})
+        rows.append(
+            {
+                "device": device,
+                "last_seen": device.last_seen_at,
+                "online": is_online(device.last_seen_at, now),
+                "readings_last_hour": rates.get(device.name, 0),
+                "certificate": device.active_certs[0] if device.active_certs else None,
+            }
+        )
     return rows, error
 
 
@@ -240,14 +261,13 @@ def deployed_metric() -> str | None:
 
 
 def readings_per_minute(rows: list[dict[str, Any]]) -> float:
-    """Return the fleet's readings per minute, averaged over the last hour (from device_rows' activity)."""
-    return sum((row["activity"] or {}).get("readings_last_hour", 0) for row in rows) / 60
+    """Return the fleet's readings per minute, averaged over the last hour (from device_rows' readings_last_hour)."""
+    return sum(row["readings_last_hour"] for row in rows) / 60
 
 
 def newest_arrival(rows: list[dict[str, Any]]) -> datetime | None:
-    """Return the newest reading's arrival time in the lake across devices (None before any reading)."""
-    seen = [row["activity"]["last_seen"] for row in rows if row["activity"] and row["activity"].get("last_seen")]
-    return max((value.replace(tzinfo=UTC) if timezone.is_naive(value) else value for value in seen), default=None)
+    """Return when the newest live reading reached the lake across devices (registry; None before any)."""
+    return max((row["last_seen"] for row in rows if row["last_seen"] is not None), default=None)
 
 
 RAW_PREFIX = "raw/"

@@ -40,7 +40,8 @@ NO_MODEL_HINT = (
 def overview(request: HttpRequest) -> HttpResponse:
     """The landing page: devices online, readings per minute, newest readings, pipeline health, alarms."""
     rows, activity_error = selectors.device_rows()
-    seen = sorted((row for row in rows if row["activity"]), key=lambda row: row["activity"]["last_seen"], reverse=True)
+    # The newest readings of the devices seen live most recently (imported-only history is not "newest").
+    seen = sorted((row for row in rows if row["last_seen"]), key=lambda row: row["last_seen"], reverse=True)
     latest, readings_error = selectors.latest_readings_safe([row["device"].name for row in seen])
     online = sum(row["online"] for row in rows)
     context = {
@@ -64,14 +65,14 @@ def overview(request: HttpRequest) -> HttpResponse:
 @operator_required
 @require_GET
 def devices(request: HttpRequest) -> HttpResponse:
-    """Every device with status, last seen and message rate (searchable, sortable) and a map of their locations."""
+    """Every device with status, last seen (registry) and readings rate (searchable, sortable) and a map of them."""
     rows, error = selectors.device_rows()
     for row in rows:
-        row["per_minute"] = (row["activity"] or {}).get("readings_last_hour", 0) / 60
+        row["per_minute"] = row["readings_last_hour"] / 60
     context = {
         "rows": rows,
         "lake_error": error,
-        "any_readings": any(row["activity"] for row in rows),
+        "any_readings": any(row["last_seen"] or row["readings_last_hour"] for row in rows),
         "map_points": selectors.device_map_points(rows),
     }
     return render(request, "dashboard/devices.html", context)
@@ -82,11 +83,14 @@ def devices(request: HttpRequest) -> HttpResponse:
 def device(request: HttpRequest, pk: int) -> HttpResponse:
     """One device: live charts of every metric with aggregates, its alarms, certificates and export links."""
     obj = get_object_or_404(Device, pk=pk)
-    activity, error = selectors.devices_activity_safe()
+    # Last seen and online come from the registry; only a device never seen live asks the lake for its newest
+    # (e.g. imported) reading, so that the page still says how old its data is.
+    newest, error = (None, None) if obj.last_seen_at else selectors.newest_reading_at_safe(obj.name)
     context = {
         "device": obj,
-        "activity": activity.get(obj.name),
-        "online": selectors.is_online(activity.get(obj.name)),
+        "last_seen": obj.last_seen_at,
+        "newest_in_lake": newest,
+        "online": selectors.is_online(obj.last_seen_at),
         "certificates": obj.certificates.all(),
         "windows": WINDOWS,
         "buckets": lake_selectors.AGGREGATE_BUCKETS,

@@ -232,8 +232,9 @@ def readings_aggregated(
 def devices_activity() -> dict[str, dict]:
     """Return device_id -> {"last_seen", "readings_last_hour", "readings_total"} over all telemetry.
 
-    last_seen is the latest arrival time (the reading's own timestamp when arrival is unknown).
-    Raises BackendError when the query fails.
+    last_seen is the latest arrival time (the reading's own timestamp when arrival is unknown). It scans the
+    whole lake: pages read last seen from the registry (Device.last_seen_at) and the rate from
+    devices_readings_last_hour instead. Raises BackendError when the query fails.
     """
     seen = 'coalesce(received_at, "timestamp")'
     result = _query(
@@ -242,6 +243,33 @@ def devices_activity() -> dict[str, dict]:
         [timezone.now() - timedelta(hours=1)],
     )
     return {row.pop("device_id"): row for row in result.records()}
+
+
+def devices_readings_last_hour(now: datetime | None = None) -> dict[str, int]:
+    """Return device_id -> how many readings timestamped in the hour before now (default: now) the lake holds.
+
+    Bounded by the reading's own timestamp and its date partition, so it reads the current day's
+    partitions (two around midnight), never the whole lake. Devices with none are absent.
+    Raises BackendError when the query fails.
+    """
+    end = now or timezone.now()
+    start = end - timedelta(hours=1)
+    result = _query(
+        'SELECT device_id, count(*) AS readings FROM telemetry_live WHERE "timestamp" >= ? AND "timestamp" <= ? '
+        "AND date BETWEEN ? AND ? GROUP BY device_id",
+        [start, end, *_date_bounds(start, end)],
+    )
+    return {row[0]: row[1] for row in result.rows}
+
+
+def device_newest_reading_at(device_name: str) -> datetime | None:
+    """Return the newest reading's own timestamp of the device anywhere in the lake; None when it has none.
+
+    Unbounded in time (it finds imported history too), so it is for one device's page, not a fleet list.
+    Raises BackendError when the query fails.
+    """
+    result = _query('SELECT max("timestamp") FROM telemetry_live WHERE device_id = ?', [device_name])
+    return result.rows[0][0] if result.rows else None
 
 
 def catalog_tables() -> QuerySet[CatalogTable]:

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from dashboard.templatetags.dashboard_tags import duration, measure, summary, when
 from devices.models import Device, DeviceCertificate
+from devices.services import device_seen_update
 from forecasts.models import CatalogTable, PipelineRun
 
 pytestmark = pytest.mark.django_db
@@ -51,8 +52,12 @@ def device():
     return device
 
 
-def write_raw(lake, device_name: str, times: list[datetime], ozone_start: float = 40.0) -> None:
-    """Write one Firehose-style raw object holding one reading per time (all in the first time's hour)."""
+def write_raw(lake, device_name: str, times: list[datetime], ozone_start: float = 40.0, live: bool = True) -> None:
+    """Write one Firehose-style raw object holding one reading per time (all in the first time's hour).
+
+    live: then record the newest reading in the registry as the ingest does after a durable object
+    (devices.services.device_seen_update); False is history written to the lake by an import.
+    """
     first = times[0].astimezone(UTC)
     key = (
         f"raw/year={first:%Y}/month={first:%m}/day={first:%d}/hour={first:%H}/"
@@ -79,6 +84,9 @@ def write_raw(lake, device_name: str, times: list[datetime], ozone_start: float 
             )
         )
     lake.put_bytes(key, ("\n".join(lines) + "\n").encode())
+    if live:
+        newest = max((json.loads(line) for line in lines), key=lambda record: record["received_at"])
+        device_seen_update({device_name: (newest["received_at"], newest)})
 
 
 # --- access ----------------------------------------------------------------------
@@ -624,8 +632,51 @@ def test_overview_shows_online_counts_rate_health_and_alarms(signed_in, lake, de
     text = signed_in.get(reverse("dashboard:overview")).content.decode()
     assert '1<span class="stat-of"> / 1</span>' in text and "(0 offline" in text
     assert 'id="overview-alarms"' in text and "PM 90 &gt; 50" in text
-    assert f'data-health-url="{reverse("healthz")}"' in text and "newest reading reached the lake" in text
+    assert f'data-health-url="{reverse("healthz")}"' in text and "newest live reading reached the lake" in text
     assert '<span class="count" title="active alarms">1</span>' in text
+
+
+def test_last_seen_and_online_come_from_the_registry_not_the_lake(signed_in, lake, device):
+    now = timezone.now()
+    quiet = Device.objects.create(name="aq-quiet-02")
+    fresh, stale = now - timedelta(seconds=40), now - timedelta(minutes=9)
+    device_seen_update({device.name: (int(fresh.timestamp() * 1000), {"device_id": device.name})})
+    device_seen_update({quiet.name: (int(stale.timestamp() * 1000), {"device_id": quiet.name})})
+
+    # The lake holds no reading at all: online and last seen are the ingest's registry fields alone.
+    devices = signed_in.get(reverse("dashboard:devices")).content.decode()
+    assert devices.count("badge badge-online") == 1 and devices.count("badge badge-offline") == 1
+    assert f'data-value="{int(fresh.timestamp())}"' in devices and f'data-value="{int(stale.timestamp())}"' in devices
+    assert "Readings, total" not in devices and "0.00 /min" in devices
+    overview = signed_in.get(reverse("dashboard:overview")).content.decode()
+    assert '1<span class="stat-of"> / 2</span>' in overview and "(1 offline" in overview
+    assert fresh.strftime("%Y-%m-%d %H:%M:%S UTC") in overview  # the newest live arrival
+    page = signed_in.get(reverse("dashboard:device", args=[device.pk])).content.decode()
+    assert 'id="online-badge">online<' in page and "no live reading yet" not in page
+
+
+def test_a_device_with_imported_history_only_says_no_live_reading_yet(signed_in, lake, device):
+    imported = timezone.now() - timedelta(days=3)
+    write_raw(lake, device.name, [imported - timedelta(minutes=1), imported], live=False)
+
+    devices = signed_in.get(reverse("dashboard:devices")).content.decode()
+    assert "no live reading yet" in devices and "badge badge-online" not in devices
+    page = signed_in.get(reverse("dashboard:device", args=[device.pk])).content.decode()
+    assert 'id="online-badge">offline<' in page
+    assert "no live reading yet; newest in the lake" in page and imported.strftime("%Y-%m-%d %H:%M:%S UTC") in page
+    device.refresh_from_db()
+    assert device.last_seen_at is None
+
+
+def test_readings_rate_counts_only_the_last_hour_of_the_lake(lake, device):
+    from forecasts.selectors import devices_readings_last_hour
+
+    now = timezone.now()
+    write_raw(lake, device.name, [now - timedelta(minutes=m) for m in (50, 40, 30)])
+    write_raw(lake, device.name, [now - timedelta(hours=2)])
+    write_raw(lake, "aq-other-03", [now - timedelta(days=2)])
+    assert devices_readings_last_hour(now) == {device.name: 3}
+    assert devices_readings_last_hour(now - timedelta(hours=1, minutes=30)) == {device.name: 1}
 
 
 def test_overview_shows_ingest_lag_since_the_newest_object_and_from_device_to_lake(signed_in, lake, device):
@@ -638,6 +689,7 @@ def test_overview_shows_ingest_lag_since_the_newest_object_and_from_device_to_la
     late = reading(device.name, sent, received_at=int((sent + timedelta(seconds=2.5)).timestamp() * 1000))
     put_raw(lake, [reading(device.name, sent - timedelta(seconds=60))], arrived=now - timedelta(hours=3))
     put_raw(lake, [late], arrived=now - timedelta(seconds=95))  # the newest object: its key says 95 s ago
+    device_seen_update({device.name: (late["received_at"], late)})  # as the ingest does after that object
 
     lag = ingest_lag(latest_readings_safe([device.name])[0], now)
     assert lag["object_at"] == (now - timedelta(seconds=95)).replace(microsecond=0)

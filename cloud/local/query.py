@@ -12,7 +12,9 @@ tail (as the ETL sends them to errors/), and a curated Parquet file DuckDB canno
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import queue
 import tempfile
 import threading
 import time
@@ -52,6 +54,17 @@ logger = logging.getLogger(__name__)
 
 # Corrupt curated files one query may discover and skip (one rebuild each) before it gives up.
 MAX_SKIPPED_PER_QUERY = 16
+# Cursors of one snapshot, made (with profiling on) before its configuration is locked: queries at once.
+CURSORS_PER_SNAPSHOT = 8
+BYTES_SCANNED_BASIS = (
+    "bytes the query's scans read: Parquet column chunks of the row groups not pruned (DuckDB's profiler), "
+    "plus the in-memory size of the rows read from the raw tail"
+)
+# A lake outside the local disk is read through a pyarrow dataset, whose scans DuckDB cannot weigh in bytes.
+ARROW_BYTES_SCANNED_BASIS = (
+    "in-memory size of the rows the query's scans read (partitions and columns pruned; pyarrow reads the "
+    "Parquet, so its compressed bytes are not measured), plus the rows read from the raw tail"
+)
 
 
 class QueryRejected(BackendError):
@@ -83,6 +96,30 @@ def _may_be_file_error(exc: duckdb.Error) -> bool:
     )
 
 
+def scanned_bytes(profile: dict[str, Any]) -> int:
+    """Return the bytes the table scans of a DuckDB JSON profile read.
+
+    A Parquet scan reports bytes_scanned (the column chunks it read, after partition, row-group and
+    projection pruning); a scan of a table in memory (the raw tail) or of an Arrow dataset reports none,
+    and counts the size of the rows it produced instead.
+    """
+    total, stack = 0, list(profile.get("operator", []))
+    while stack:
+        node = stack.pop()
+        stack.extend(node.get("children", []))
+        if "bytes_scanned" in node:
+            total += int(node["bytes_scanned"])
+        elif node.get("type") == "TABLE_SCAN" or node.get("name") == "SEQ_SCAN":
+            total += int(node.get("intermediate_size_bytes") or 0)
+    return total
+
+
+def profiled(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """Return con with DuckDB's profiler on (kept in memory, printed nowhere): a client setting, set per cursor."""
+    con.execute("PRAGMA enable_profiling = 'no_output'")
+    return con
+
+
 def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     """Raise QueryRejected unless sql is exactly one SELECT (or WITH ... SELECT) statement."""
     try:
@@ -101,23 +138,25 @@ class _Snapshot:
 
     fingerprint: tuple
     con: duckdb.DuckDBPyConnection
-    bytes_scanned: int
     curated: tuple[str, ...]
-    # Arrow datasets registered on con are visible to con alone: queries then share it, in turn.
-    exclusive: threading.Lock | None = None
+    # Arrow datasets registered on con are visible to con alone: queries then share con, in turn, under this lock.
+    exclusive: threading.Lock
+    # Profiling cannot be switched on once the configuration is locked, so the cursors are made before.
+    cursors: queue.Queue | None = None
+    bytes_scanned_basis: str = BYTES_SCANNED_BASIS
 
     @contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Yield a connection to run one query on (a cursor of its own, or con under the lock)."""
-        if self.exclusive is not None:
+        """Yield a profiled connection to run one query on (a pooled cursor, or con under the lock)."""
+        if self.cursors is None:
             with self.exclusive:
                 yield self.con
             return
-        cursor = self.con.cursor()
+        cursor = self.cursors.get()
         try:
             yield cursor
         finally:
-            cursor.close()
+            self.cursors.put(cursor)
 
 
 class DuckDBQuery(QueryEngine):
@@ -226,6 +265,7 @@ class DuckDBQuery(QueryEngine):
                     timer.start()
                 cursor.execute(sql, params or [])
                 rows = cursor.fetchall()
+                scanned = scanned_bytes(json.loads(cursor.get_profiling_information(format="json")))
             except duckdb.InterruptException as exc:
                 raise QueryTimeout(f"query stopped after its time limit of {timeout_s:g} s") from exc
             except duckdb.Error as exc:
@@ -237,7 +277,8 @@ class DuckDBQuery(QueryEngine):
                 if timer:
                     timer.cancel()
             columns = [item[0] for item in cursor.description]
-        return QueryResult(columns, rows, snapshot.bytes_scanned, (time.perf_counter() - started) * 1000)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        return QueryResult(columns, rows, scanned, elapsed_ms, bytes_scanned_basis=snapshot.bytes_scanned_basis)
 
     def _snapshot(self, lake: Lake) -> _Snapshot:
         """Return the lake's current snapshot, building a new one when the lake changed."""
@@ -272,7 +313,7 @@ class DuckDBQuery(QueryEngine):
         self._forget_gone(lake, tail | {key for key, _ in listed})
         curated = [(key, size) for key, size in listed if not self._is_skipped(lake, key)]
         try:
-            scanned, shared = self._register_tables(con, lake, raw, bookmark, curated)
+            shared = self._register_tables(con, lake, raw, bookmark, curated)
         except duckdb.Error as exc:
             con.close()
             corrupt = self._corrupt_curated(lake, [key for key, _ in curated], exc)
@@ -281,9 +322,16 @@ class DuckDBQuery(QueryEngine):
             raise BackendError(f"cannot open the lake's tables: {exc}") from exc
         # The user's SQL may only read the registered tables, never files or URLs.
         con.execute("SET enable_external_access = false")
+        profiled(con)
+        cursors: queue.Queue | None = None
+        if shared:
+            cursors = queue.Queue()
+            for _ in range(CURSORS_PER_SNAPSHOT):
+                cursors.put(profiled(con.cursor()))
         con.execute("SET lock_configuration = true")
         keys = tuple(key for key, _ in curated)
-        return _Snapshot(fingerprint, con, scanned, keys, None if shared else threading.Lock())
+        basis = BYTES_SCANNED_BASIS if shared else ARROW_BYTES_SCANNED_BASIS
+        return _Snapshot(fingerprint, con, keys, threading.Lock(), cursors, basis)
 
     def _register_tables(
         self,
@@ -292,10 +340,10 @@ class DuckDBQuery(QueryEngine):
         raw: list[ObjectInfo],
         bookmark: Bookmark,
         curated: list[tuple[str, int]],
-    ) -> tuple[int, bool]:
+    ) -> bool:
         """Create `telemetry` (over the curated files given) and `telemetry_live` on con.
 
-        Returns (bytes of the files behind them, whether other cursors of con may read them).
+        Returns whether other cursors of con may read them.
         """
         tail = [info for info in raw if info.key not in bookmark.processed]
         numeric, tail_dates = self._load_tail(con, lake, [info.key for info in tail], bookmark)
@@ -308,7 +356,7 @@ class DuckDBQuery(QueryEngine):
             f"WHERE c.date IN ({dates}) AND c.message_id = t.message_id)"
         )
         con.execute("CREATE VIEW telemetry_live AS SELECT * FROM telemetry UNION ALL BY NAME SELECT * FROM raw_tail")
-        return sum(size for _, size in curated) + sum(info.size for info in tail), shared
+        return shared
 
     def _register_curated(
         self, con: duckdb.DuckDBPyConnection, lake: Lake, numeric: list[str], keys: list[str]
