@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from django.utils import timezone
 
 from cloud.deepar.metrics import mean_weighted_quantile_loss
 from deployments.models import ForecastRecord
@@ -54,6 +55,17 @@ def forecast_record_create(
         last_target=stamps[-1].to_pydatetime(), timestamps=list(timestamps), mean=list(mean),
         quantiles={q: list(values) for q, values in quantiles.items()},
     )  # fmt: skip
+
+
+def forecast_records_prune(retention_days: int, now: datetime | None = None) -> int:
+    """Delete the forecasts created more than retention_days ago; return how many rows went.
+
+    Accuracy, rollout alarms and the past-forecasts page read only recent records (BASELINE_LOOKBACK and
+    the page's window), so older rows only grow the table.
+    """
+    cutoff = (now or timezone.now()) - timedelta(days=retention_days)
+    deleted, _ = ForecastRecord.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
 
 
 def _actuals(records: list[ForecastRecord]) -> dict[tuple[str, str, str], pd.Series]:

@@ -26,3 +26,18 @@ def endpoint_operation(operation_id: int) -> str:
     except Exception:
         logger.exception("endpoint operation %s failed", operation_id)
     return "failed"
+
+
+@shared_task(time_limit=600, soft_time_limit=570)
+def prune_forecast_records() -> int:
+    """Delete forecasts older than FORECAST_RETENTION_DAYS (beat, daily); return how many went.
+
+    Deleting what is already gone deletes nothing, so a rerun is harmless.
+    """
+    from django.conf import settings
+
+    from deployments.accuracy import forecast_records_prune
+
+    deleted = forecast_records_prune(settings.FORECAST_RETENTION_DAYS)
+    logger.info("pruned %s forecast record(s) older than %s days", deleted, settings.FORECAST_RETENTION_DAYS)
+    return deleted

@@ -109,9 +109,12 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 PIPELINE_INTERVAL_S = env_int("IOTCAST_PIPELINE_INTERVAL_S", 120, minimum=5)
 TRAIN_INTERVAL_S = env_int("IOTCAST_TRAIN_INTERVAL_S", 3600, minimum=30)
 ALARM_INTERVAL_S = env_int("IOTCAST_ALARM_INTERVAL_S", 60, minimum=5)
+# Served forecasts are kept this long for accuracy scoring and the past-forecasts page, then pruned daily.
+FORECAST_RETENTION_DAYS = env_int("IOTCAST_FORECAST_RETENTION_DAYS", 90, minimum=8)
 CELERY_BEAT_SCHEDULE = {
     "pipeline-cycle": {"task": "forecasts.tasks.pipeline_cycle", "schedule": float(PIPELINE_INTERVAL_S)},
     "alarms-evaluate": {"task": "alarms.tasks.evaluate_alarms", "schedule": float(ALARM_INTERVAL_S)},
+    "forecast-records-prune": {"task": "deployments.tasks.prune_forecast_records", "schedule": 86400.0},
 }
 
 # --- Data plane ------------------------------------------------------------

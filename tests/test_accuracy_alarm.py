@@ -155,3 +155,22 @@ def test_no_accuracy_alarm_before_points_mature_nor_for_an_equally_good_model(ai
     assert outcome == "succeeded", messages
     assert model_accuracy("air", "shifted").points == 0
     assert accuracy_alarm("air", "shifted", "same", datetime.now(UTC) - timedelta(hours=1)) is None
+
+
+@pytest.mark.django_db
+def test_forecasts_older_than_the_retention_are_pruned_and_newer_ones_kept():
+    from deployments.accuracy import forecast_record_create
+    from deployments.tasks import prune_forecast_records
+
+    def record(age_days: float) -> ForecastRecord:
+        row = forecast_record_create(
+            "air", "AllTraffic", "m1", "sensor-0", "ozone", "h",
+            ["2026-11-01T01:00:00+00:00", "2026-11-01T02:00:00+00:00"], [1.0, 2.0], {"0.5": [1.0, 2.0]},
+        )  # fmt: skip
+        ForecastRecord.objects.filter(pk=row.pk).update(created_at=datetime.now(UTC) - timedelta(days=age_days))
+        return row
+
+    old, edge, recent = record(91), record(89.9), record(1)
+    assert prune_forecast_records.apply().get() == 1  # the task as beat runs it (settings: 90 days)
+    assert set(ForecastRecord.objects.values_list("pk", flat=True)) == {edge.pk, recent.pk}
+    assert prune_forecast_records.apply().get() == 0  # a rerun deletes nothing more
