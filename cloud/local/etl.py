@@ -60,6 +60,13 @@ DEFAULT_RANGES: dict[str, list[float]] = {
 # skips the rest by their min/max statistics.
 ROW_GROUP_ROWS = 16_384
 
+# The UTC date of _ts (TIMESTAMPTZ) as a DATE: floor division of the epoch by a day is exact in UTC
+# and about six times cheaper than the time-zone-aware cast (kept for infinite timestamps) and its text.
+_UTC_DATE = (
+    "CASE WHEN isfinite(_ts) THEN DATE '1970-01-01' + CAST(epoch_us(_ts) // 86400000000 "
+    "- CAST(epoch_us(_ts) % 86400000000 < 0 AS BIGINT) AS INTEGER) ELSE CAST(_ts AS DATE) END"
+)
+
 
 @dataclass
 class _Batch:
@@ -124,7 +131,7 @@ def curated_columns_sql(types: dict[str, str], numeric: list[str]) -> str:
     metrics = "".join(f", {_double(name, types.get(name))} AS {quote_ident(name)}" for name in numeric)
     return (
         f'message_id, device_id, _ts AS "timestamp", to_timestamp({received} / 1000.0) AS received_at'
-        f"{metrics}, _date AS date"
+        f"{metrics}, CAST(_date AS VARCHAR) AS date"
     )
 
 
@@ -246,7 +253,7 @@ class DuckDBEtlJob(EtlJob):
             reason = reject_reason_sql(types, numeric, self.ranges, parsed_ts="_ts")
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE src AS SELECT *, {reason} AS _reason, "
-                "CAST(CAST(_ts AS DATE) AS VARCHAR) AS _date FROM "
+                f"{_UTC_DATE} AS _date FROM "
                 f'(SELECT *, try_cast("timestamp" AS TIMESTAMPTZ) AS _ts FROM ({read_raw_sql(paths, types, True)}))'
             )
 
@@ -295,7 +302,12 @@ class DuckDBEtlJob(EtlJob):
             "_reason IS NULL AND (NOT EXISTS (SELECT 1 FROM dups d WHERE d.message_id = src.message_id) "
             "OR rowid IN (SELECT keep FROM dups))"
         )
-        dates = [row[0] for row in con.execute("SELECT DISTINCT _date FROM src WHERE _reason IS NULL").fetchall()]
+        dates = [
+            row[0]
+            for row in con.execute(
+                "SELECT CAST(d AS VARCHAR) FROM (SELECT DISTINCT _date AS d FROM src WHERE _reason IS NULL)"
+            ).fetchall()
+        ]
         existing = [key for key, _ in curated_keys(lake, dates, bookmark.hidden_keys())]
         if not existing:
             return where, dates
