@@ -40,7 +40,8 @@ def test_a_published_reading_sets_last_seen_and_last_message(lake, ingest_servic
     ingest_track_devices(service.stream)
     client = mqtt_broker.client(mqtt_broker.device_kit(name), client_id=name)
     assert mqtt_broker.connect(client)
-    before = datetime.now(UTC)
+    # received_at (and so last_seen_at) is kept in epoch milliseconds, as IoT Core's timestamp()
+    before = datetime.now(UTC).replace(microsecond=0)
     try:
         batch = [reading(41.0), reading(42.5, humidity=55.0)]
         client.publish(f"dt/iotcast/{name}/telemetry", json.dumps(batch), qos=1).wait_for_publish(5)
