@@ -20,6 +20,7 @@ from cloud.deepar.features import FeatureError, calendar_features, check_dynamic
 from cloud.deepar.formats import RequestError, parse_request, read_channel
 from cloud.deepar.hyperparameters import HyperparameterError, parse_hyperparameters
 from cloud.deepar.model import DeepARModel
+from dataplane.endpoint.fastpredict import forecaster
 from deployments.services import deploy_execute
 from forecasts.models import PipelineRun, TrainedModel
 from forecasts.runs import run_execute
@@ -144,6 +145,10 @@ def test_a_model_trained_with_calendar_features_records_them_and_the_endpoint_ch
         status, error = _invoke(endpoint_server, "cal", {"instances": [instance], "configuration": config})
         assert status == 400 and message in error["message"], error
     assert _invoke(endpoint_server, "cal", {"instances": [good], "configuration": config}) == (200, answer)
+    # The endpoint's fast sampling path draws exactly GluonTS's samples with dynamic features too.
+    seeded = parse_request({"instances": [good], "configuration": {**config, "output_types": ["samples"]}})
+    assert forecaster(loaded) is not loaded
+    assert json.dumps(forecaster(loaded).predict(seeded)) == json.dumps(loaded.predict(seeded))
 
     # A device forecast builds the features for the history and the window after it.
     forecast = forecast_for_device("sensor-1", "ozone", 6, endpoint="cal")

@@ -11,6 +11,7 @@ import urllib.request
 from collections import Counter
 
 import boto3
+import pandas as pd
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -296,3 +297,69 @@ def test_a_failing_model_is_sagemakers_model_error(server, runtime, lake, tiny_m
     assert (through_hosting.value.status, through_hosting.value.error_type) == (424, "ModelError")
     ok = runtime.invoke_endpoint(EndpointName="demo", Body=request_body(tiny_model, {"num_samples": 2}))
     assert ok["ResponseMetadata"]["HTTPStatusCode"] == 200  # the server keeps serving
+
+
+@pytest.mark.parametrize("count", [1, 3, 40])  # 40 instances: more than one of the predictor's batches (32)
+def test_fast_predictor_answers_exactly_as_gluonts(tiny_model, count):
+    """FastDeepAR's seeded answer (samples included) is bit-identical to GluonTS's PyTorchPredictor path."""
+    from cloud.deepar.model import DeepARModel
+    from dataplane.endpoint import fastlags
+    from dataplane.endpoint.fastpredict import FastDeepAR, forecaster, supports
+    from dataplane.endpoint.server import parse_invocation
+
+    fastlags.install()
+    model = DeepARModel.from_tarball(tiny_model.artifact)
+    assert supports(model) and isinstance(forecaster(model), FastDeepAR)
+    instances = [json.loads(line) for line in tiny_model.train_lines]
+    for offset, instance in enumerate(instances):  # other starts and lengths: time features made, then reused
+        instance["target"] = instance["target"][5 * offset :]
+        instance["start"] = str(pd.Timestamp(instance["start"]) + pd.Timedelta(hours=5 * offset))
+    configuration = {"num_samples": 30, "output_types": ["mean", "quantiles", "samples"], "seed": 11}
+    body = json.dumps({"instances": (instances * count)[:count], "configuration": configuration})
+    request = parse_invocation(body.encode(), None)
+    fast_model = forecaster(model)
+    fast, plain = fast_model.predict(request), model.predict(request)
+    assert json.dumps(fast) == json.dumps(plain)
+    assert len(fast["predictions"]) == count and len(fast["predictions"][0]["samples"]) == 30
+    other = fast_model.predict(parse_invocation(body.replace('"seed": 11', '"seed": 12').encode(), None))
+    assert json.dumps(other) != json.dumps(fast)  # the seed decides the draws: the comparison can fail
+
+
+def test_other_likelihoods_keep_gluonts_path(tiny_model):
+    from gluonts.torch.distributions import NormalOutput
+
+    from cloud.deepar.model import DeepARModel
+    from dataplane.endpoint.fastpredict import forecaster
+
+    model = DeepARModel.from_tarball(tiny_model.artifact)
+    model.predictor.prediction_net.model.distr_output = NormalOutput()
+    assert forecaster(model) is model
+
+
+def test_registry_makes_one_fast_forecaster_per_loaded_model(lake, tiny_model_in_lake, tmp_path):
+    from dataplane.endpoint.fastpredict import FastDeepAR
+    from dataplane.endpoint.registry import EndpointRegistry, Variant
+
+    registry = EndpointRegistry(lake, tmp_path / "state")
+    registry.apply("demo", [Variant("A", "tiny", TINY_MODEL_KEY, 1.0)])
+    first = registry.forecaster(TINY_MODEL_KEY)
+    assert isinstance(first, FastDeepAR) and first.model is registry.model(TINY_MODEL_KEY)
+    assert registry.forecaster(TINY_MODEL_KEY) is first
+    registry.delete("demo")  # the model is dropped with its endpoint; serving it again loads it afresh
+    registry.apply("demo", [Variant("A", "tiny", TINY_MODEL_KEY, 1.0)])
+    again = registry.forecaster(TINY_MODEL_KEY)
+    assert again is not first and again.model is registry.model(TINY_MODEL_KEY)
+
+
+def test_targets_parse_the_same_with_and_without_missing_values():
+    from cloud.deepar.formats import RequestError, parse_request
+
+    def target(values: list) -> list[float]:
+        return parse_request({"instances": [{"start": "2026-11-01 00:00:00", "target": values}]}).instances[0].target
+
+    numbers = target([1, 2.5, 3])
+    assert numbers == [1.0, 2.5, 3.0] and all(type(v) is float for v in numbers)
+    mixed = target([1, None, "NaN", 2.5])
+    assert mixed[0] == 1.0 and mixed[3] == 2.5 and all(v != v for v in mixed[1:3])
+    with pytest.raises(RequestError, match=r"instances\[0\].target\[1\] must be a number"):
+        target([1.0, True])

@@ -134,7 +134,10 @@ def parse_instance(where: str, raw: Any) -> Instance:
     target = raw["target"]
     if not isinstance(target, list) or not target:
         raise RequestError(f"{where}.target must be a non-empty list of numbers")
-    values = [_target_value(f"{where}.target[{i}]", value) for i, value in enumerate(target)]
+    if all(type(value) is float or type(value) is int for value in target):
+        values = [float(value) for value in target]  # the usual all-numbers target, without a message per value
+    else:
+        values = [_target_value(f"{where}.target[{i}]", value) for i, value in enumerate(target)]
     if all(math.isnan(value) for value in values):
         raise RequestError(f"{where}.target has no observed value")
     return Instance(

@@ -13,11 +13,14 @@ import os
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloud.deepar.hyperparameters import HyperparameterError
 from cloud.deepar.model import DeepARModel
 from cloud.interfaces import Lake
+
+if TYPE_CHECKING:
+    from dataplane.endpoint.fastpredict import FastDeepAR
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +145,7 @@ class EndpointRegistry:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._models: dict[str, DeepARModel] = {}
+        self._forecasters: dict[str, tuple[DeepARModel, DeepARModel | FastDeepAR]] = {}
         self._endpoints: dict[str, EndpointState] = {}
         self._version: tuple[int, int] | None = None
         self.refresh()
@@ -179,6 +183,7 @@ class EndpointRegistry:
         self._version = version
         used = {v.artifact_key for variants in endpoints.values() for v in variants}
         self._models = {key: model for key, model in self._models.items() if key in used}
+        self._forecasters = {key: pair for key, pair in self._forecasters.items() if key in used}
 
     def _load_quietly(self, artifact_key: str) -> None:
         try:
@@ -210,6 +215,19 @@ class EndpointRegistry:
                 raise validation_error(f"model artifact {artifact_key} cannot be loaded: {exc}") from None
             self._models[artifact_key] = model
             return model
+
+    def forecaster(self, artifact_key: str) -> DeepARModel | FastDeepAR:
+        """Return what answers the artifact's requests, made once per loaded model (fastpredict.forecaster)."""
+        from dataplane.endpoint.fastpredict import forecaster
+
+        model = self.model(artifact_key)
+        pair = self._forecasters.get(artifact_key)
+        if pair is None or pair[0] is not model:
+            with self._lock:
+                pair = self._forecasters.get(artifact_key)
+                if pair is None or pair[0] is not model:
+                    pair = self._forecasters[artifact_key] = (model, forecaster(model))
+        return pair[1]
 
     # --- endpoints --------------------------------------------------------------------------------
     def _current(self) -> dict[str, list[Variant]]:

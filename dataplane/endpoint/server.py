@@ -88,7 +88,7 @@ class Serving:
         """Return (DeepAR's JSON answer, model milliseconds); raise ServingError(424) when the model fails."""
         import torch
 
-        model = self.registry.model(variant.artifact_key)
+        model = self.registry.forecaster(variant.artifact_key)
         started = time.perf_counter()
         try:
             # inference_mode skips autograd's version counting: the same numbers, about a millisecond sooner.
