@@ -26,51 +26,26 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from cloud.local.identity import LocalCertificateAuthority
 from dataplane.broker import (
     INGEST_SHARED_SUBSCRIPTION,
     INGEST_USER,
     restore_marker,
     restore_shared_subscriptions,
-    start_broker,
-    stop_broker,
     store_path,
-    write_broker_config,
 )
 from dataplane.ingest.service import IngestConfig, IngestService
-from dataplane.ports import free_port, port_open
+from dataplane.ports import port_open
 from device_agent.kit import write_kit
+from tests.fixtures.broker import RestartableBroker
 
 ROOT = Path(__file__).resolve().parent.parent
 WAIT_S = 30.0  # generous: the test machine is shared and loaded
 SLOW_INGEST_RECONNECT_S = 3.0
 
 
-class RestartableBroker:
-    """Mosquitto with the shipped configuration on a free port of its own; restart() reuses the port."""
-
-    def __init__(self, work_dir: Path) -> None:
-        self.port = free_port()
-        self.authority = LocalCertificateAuthority(str(work_dir / "ca"), "127.0.0.1", self.port)
-        self.config = write_broker_config(work_dir, self.port, self.authority)
-        self.process = start_broker(self.config, self.port)
-
-    def stop(self) -> None:
-        stop_broker(self.process)
-
-    def restart(self, pause_s: float = 1.0) -> None:
-        self.stop()
-        time.sleep(pause_s)
-        self.process = start_broker(self.config, self.port, timeout=WAIT_S)
-
-
 @pytest.fixture
-def broker(tmp_path) -> RestartableBroker:
-    broker = RestartableBroker(tmp_path / "broker-work")
-    try:
-        yield broker
-    finally:
-        broker.stop()
+def broker(restartable_broker) -> RestartableBroker:
+    return restartable_broker
 
 
 class Feeder:

@@ -16,12 +16,12 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from cloud.local.identity import LocalCertificateAuthority
-from dataplane.broker import INGEST_USER, start_broker, stop_broker, write_broker_config
+from dataplane.broker import INGEST_USER
 from dataplane.ports import free_port
 from device_agent.disk_queue import DiskQueue, QueueError
 from device_agent.kit import write_kit
 from tests.agent_process import agent
+from tests.fixtures.broker import RestartableBroker
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,32 +82,12 @@ def test_offline_agent_keeps_the_newest_readings_and_the_next_run_sends_them(mqt
 
 
 # --- a broker outage while the agent runs ------------------------------------------------
-class OwnBroker:
-    """A second Mosquitto with the shipped config (persistent: a subscriber's session outlives a restart)."""
-
-    def __init__(self, work_dir: Path) -> None:
-        self.port = free_port()
-        self.authority = LocalCertificateAuthority(str(work_dir / "ca"), "127.0.0.1", self.port)
-        self.config = write_broker_config(work_dir, self.port, self.authority)
-        self.process = start_broker(self.config, self.port)
-
-    def stop(self) -> None:
-        stop_broker(self.process)
-
-    def restart(self) -> None:
-        self.process = start_broker(self.config, self.port)
-
-
 @pytest.fixture
-def own_broker(tmp_path):
-    broker = OwnBroker(tmp_path / "own-broker")
-    try:
-        yield broker
-    finally:
-        broker.stop()
+def own_broker(restartable_broker) -> RestartableBroker:
+    return restartable_broker
 
 
-def persistent_subscriber(broker: OwnBroker, work_dir: Path, topic: str) -> tuple[mqtt.Client, list]:
+def persistent_subscriber(broker: RestartableBroker, work_dir: Path, topic: str) -> tuple[mqtt.Client, list]:
     """An ingest client with a persistent session (clean_session False): the broker keeps its messages."""
     creds = broker.authority.issue_service_credentials(INGEST_USER, work_dir / "ingest")
     client = mqtt.Client(
@@ -187,7 +167,7 @@ def test_readings_taken_while_the_broker_is_down_are_sent_after_it_returns(own_b
         process.stdin.flush()
         assert wait_until(lambda: printed("#7 ")), seen
         assert wait_until(lambda: printed("attempt 2 failed: cannot reach the broker")), seen
-        own_broker.restart()
+        own_broker.start()
         assert wait_until(lambda: printed("reconnected to")), seen
         process.stdin.write(lines(["after-0"]))
         process.stdin.close()
