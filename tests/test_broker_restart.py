@@ -35,7 +35,6 @@ from dataplane.broker import (
 )
 from dataplane.ingest.service import IngestConfig, IngestService
 from dataplane.ports import port_open
-from device_agent.kit import write_kit
 from tests.fixtures.broker import RestartableBroker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,16 +116,7 @@ def start_workers(broker: RestartableBroker, lake, work_dir: Path, count: int) -
 
 def start_agent(broker: RestartableBroker, work_dir: Path) -> subprocess.Popen:
     thing = "restart-dev"
-    credentials = broker.authority.register_thing(thing)
-    kit = write_kit(
-        work_dir / "kit",
-        thing_name=thing,
-        host="127.0.0.1",
-        port=broker.port,
-        certificate_pem=credentials.certificate_pem,
-        private_key_pem=credentials.private_key_pem,
-        ca_pem=credentials.ca_pem,
-    )
+    kit = broker.device_kit(thing, work_dir / "kit")
     options = ["--stdin", "--quiet", "--reconnect-min", "0.2", "--reconnect-max", "0.5", "--drain-timeout", "60"]
     return subprocess.Popen(
         [sys.executable, "-m", "device_agent", "--kit", str(kit), *options],

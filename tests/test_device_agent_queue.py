@@ -117,16 +117,7 @@ def wait_until(condition, timeout: float = 30.0) -> bool:
 
 def test_readings_taken_while_the_broker_is_down_are_sent_after_it_returns(own_broker, tmp_path):
     thing = "outage-dev"
-    credentials = own_broker.authority.register_thing(thing)
-    kit = write_kit(
-        tmp_path / "kit",
-        thing_name=thing,
-        host="127.0.0.1",
-        port=own_broker.port,
-        certificate_pem=credentials.certificate_pem,
-        private_key_pem=credentials.private_key_pem,
-        ca_pem=credentials.ca_pem,
-    )
+    kit = own_broker.device_kit(thing, tmp_path / "kit")
     client, received = persistent_subscriber(own_broker, tmp_path, f"dt/iotcast/{thing}/telemetry")
     process = subprocess.Popen(
         [
