@@ -45,6 +45,10 @@ class Lake(ABC):
 
     url: str
 
+    def location(self, prefix: str) -> str:
+        """Return where prefix lives, as a catalog's table location: the URL without its query (an endpoint)."""
+        return f"{self.url.split('?', 1)[0].rstrip('/')}/{prefix}"
+
     @abstractmethod
     def put_bytes(self, key: str, data: bytes) -> None:
         """Store data under key; the object is durable when this returns."""

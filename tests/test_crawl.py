@@ -80,3 +80,11 @@ def test_crawl_command_prints_progress(lake):
     text = out.getvalue()
     assert "%  inferring the schema from 1 of 1 objects" in text
     assert "succeeded" in text and "objects_scanned: 1" in text
+
+
+def test_table_locations_name_the_zone_without_the_lake_urls_endpoint_query(lake):
+    from cloud.lake import S3Lake, s3_lake_url
+
+    seaweed = S3Lake(s3_lake_url("iotcast-lake", "site-a", endpoint="http://127.0.0.1:8333", region="eu-west-1"))
+    assert seaweed.location("raw/") == "s3://iotcast-lake/site-a/raw/"
+    assert DuckDBCrawler().crawl(lake).location == f"{lake.url.rstrip('/')}/raw/"

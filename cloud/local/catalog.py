@@ -142,7 +142,7 @@ def curated_table(lake: Lake, database: str = DATABASE) -> TableSchema:
     return TableSchema(
         database=database,
         name=CURATED_TABLE,
-        location=f"{lake.url.split('?', 1)[0].rstrip('/')}/{CURATED_PREFIX}",  # without an endpoint's query
+        location=lake.location(CURATED_PREFIX),
         columns=[Column(name, kind) for name, kind in columns.items()],
         partition_keys=[Column(CURATED_PARTITION_KEY, "string")],
         partitions=[{CURATED_PARTITION_KEY: date} for date in sorted(dates - {""})],
@@ -187,7 +187,7 @@ class DuckDBCrawler(Crawler):
         return TableSchema(
             database=DATABASE,
             name=TABLE,
-            location=f"{lake.url.rstrip('/')}/{RAW_PREFIX}",
+            location=lake.location(RAW_PREFIX),
             columns=self._columns(detected),
             partition_keys=[Column(name, "string") for name in PARTITION_KEYS],
             partitions=self._partitions(objects),
