@@ -11,6 +11,7 @@ import pytest
 
 from cloud.aws.hosting import SageMakerHosting, deployment_config
 from cloud.interfaces import BackendError, VariantSpec
+from tests.conftest import install_lake
 
 ROLE = "arn:aws:iam::123456789012:role/iotcast-sagemaker"
 KEY = "models/deepar-1/output/model.tar.gz"
@@ -21,10 +22,7 @@ def aws(mocked_aws, settings):
     from cloud.backends import get_backend
 
     boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="iotcast-lake")
-    backends = dict(settings.CLOUD_BACKENDS)
-    backends["lake"] = {"BACKEND": "cloud.lake.S3Lake", "OPTIONS": {"url": "s3://iotcast-lake"}}
-    settings.CLOUD_BACKENDS = backends
-    get_backend.cache_clear()
+    install_lake(settings, "cloud.lake.S3Lake", "s3://iotcast-lake")
     yield SageMakerHosting("us-east-1", role_arn=ROLE, poll_s=0.01, timeout_s=5)
     get_backend.cache_clear()
 

@@ -10,6 +10,7 @@ import pytest
 
 from cloud.aws.hosting import CAPTURE_ENV, SageMakerHosting
 from cloud.interfaces import BackendError
+from tests.conftest import install_lake
 from tests.test_aws_hosting import ROLE, record_calls, variants
 
 CAPTURE = "s3://iotcast-capture/datacapture"
@@ -21,10 +22,7 @@ def s3_lake(mocked_aws, settings):
     from cloud.backends import get_backend
 
     boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="iotcast-lake")
-    backends = dict(settings.CLOUD_BACKENDS)
-    backends["lake"] = {"BACKEND": "cloud.lake.S3Lake", "OPTIONS": {"url": "s3://iotcast-lake"}}
-    settings.CLOUD_BACKENDS = backends
-    get_backend.cache_clear()
+    install_lake(settings, "cloud.lake.S3Lake", "s3://iotcast-lake")
     yield
     get_backend.cache_clear()
 
