@@ -133,17 +133,7 @@ class TopicRuleAdmin(admin.ModelAdmin):
 
     list_display = ("name", "enabled", "where", "buffer_size_mb", "buffer_interval_s", "updated_at")
     readonly_fields = ("sql", "updated_at")
-    fields = (
-        "name",
-        "enabled",
-        "where",
-        "sql",
-        "buffer_size_mb",
-        "buffer_interval_s",
-        "prefix",
-        "error_output_prefix",
-        "updated_at",
-    )
+    fields = TopicRule.SHOWN_FIELDS
 
     def save_model(self, request: HttpRequest, obj: TopicRule, form, change: bool) -> None:
         # The form has validated the fields; the service saves and deploys (IoT rule + Firehose on aws).

@@ -109,6 +109,19 @@ class TopicRule(models.Model):
     the local ingest (run_ingest --rule NAME) re-reads it whenever it changes.
     """
 
+    # What the admin form and the REST API show of a rule, in this order (sql and updated_at are read-only).
+    SHOWN_FIELDS = (
+        "name",
+        "enabled",
+        "where",
+        "sql",
+        "buffer_size_mb",
+        "buffer_interval_s",
+        "prefix",
+        "error_output_prefix",
+        "updated_at",
+    )
+
     name = models.CharField(max_length=128, unique=True, validators=[THING_NAME_VALIDATOR])
     where = models.TextField(
         blank=True,

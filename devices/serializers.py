@@ -98,17 +98,7 @@ class TopicRuleOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TopicRule
-        fields = [
-            "name",
-            "enabled",
-            "where",
-            "sql",
-            "buffer_size_mb",
-            "buffer_interval_s",
-            "prefix",
-            "error_output_prefix",
-            "updated_at",
-        ]
+        fields = list(TopicRule.SHOWN_FIELDS)
 
 
 class TopicRuleDeployOutputSerializer(TopicRuleOutputSerializer):
